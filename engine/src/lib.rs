@@ -1,0 +1,35 @@
+//! tidings-engine: the datastore.
+//!
+//! A commit passes through these modules in order:
+//!
+//! - [`value`], [`row`], [`schema`]: column types, rows and table schemas.
+//! - [`codec`]: the canonical binary encoding of a row (storage, identity, log).
+//! - [`table`]: one table's encoded rows in a slotmap plus its btree indexes.
+//! - [`tx`]: a mutable transaction: per table an insert table and a delete set over the
+//!   committed state; constraint checks; event tables behave as ordinary tables here.
+//! - [`tx_data`]: what a commit produced, per table inserts and deletes, with its offset.
+//! - [`datastore`]: committed state behind one lock, the commit path (gate, log, merge),
+//!   sequences, read guards, open and replay of a data directory.
+//! - [`commitlog`]: segment files of checksummed records, the fsync writer thread, replay.
+//! - [`record`]: how a commit or a schema change is laid out inside a log record.
+//! - [`migrate`]: checks a new schema against the one in force.
+//!
+//! Read [`Datastore`], [`MutTx`] and [`TxData`] first.
+//!
+//! The engine knows nothing of actors, SQL or the wire format: it hands [`TxData`] to
+//! whoever commits and lets them decide what to do with it.
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
+pub mod codec;
+pub mod commitlog;
+pub mod error;
+pub mod row;
+pub mod schema;
+pub mod table;
+pub mod typed;
+pub mod value;
+
+pub use error::{DecodeError, RowError, SchemaError, TxError};
+pub use row::Row;
+pub use schema::{Access, ColId, ColumnDef, IndexDef, Schema, TableId, TableSchema};
+pub use value::{AlgebraicType, EnumType, Identity, Timestamp, Value};

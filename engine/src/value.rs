@@ -1,0 +1,540 @@
+//! Column types and values.
+//!
+//! The set of column types is closed ([`AlgebraicType`]); a [`Value`] is one cell.
+//! Two orders live here and must not be confused:
+//! - [`Ord`] on `Value` is a *total* order used by indexes and sets. Values of one column
+//!   always share a type, so cross-type order only has to be consistent, not meaningful.
+//! - [`Value::sql_cmp`] is SQL comparison: anything compared with NULL is unknown
+//!   (`None`), so `col = NULL` never matches.
+//!
+//! Floats: NaN is rejected when a row is checked against its schema, and `-0.0` is
+//! normalized to `0.0` there, so numeric equality and bitwise (row identity) equality agree.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// A 32-byte caller identity.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Identity(pub [u8; 32]);
+
+impl Identity {
+    /// The all-zero identity, used for the embedding application itself.
+    pub const ZERO: Identity = Identity([0; 32]);
+
+    /// An identity whose last 8 bytes are `n` big-endian; handy in tests and examples.
+    pub fn from_u64(n: u64) -> Self {
+        let mut bytes = [0u8; 32];
+        bytes[24..].copy_from_slice(&n.to_be_bytes());
+        Identity(bytes)
+    }
+
+    /// Lower-case hex, 64 characters.
+    pub fn to_hex(&self) -> String {
+        crate::value::hex(&self.0)
+    }
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Identity({})", self.to_hex())
+    }
+}
+
+/// Microseconds since the Unix epoch.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// The current wall-clock time.
+    pub fn now() -> Self {
+        let micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as i64)
+            .unwrap_or(0);
+        Timestamp(micros)
+    }
+}
+
+/// A C-like enum type: variant names in tag order (tag = index, at most 256 variants).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct EnumType {
+    /// The enum's name, for messages and schema listings.
+    pub name: Arc<str>,
+    /// Variant names; a value's tag indexes this list.
+    pub variants: Arc<[Arc<str>]>,
+}
+
+/// The closed set of column types.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AlgebraicType {
+    /// `bool`
+    Bool,
+    /// `u8`
+    U8,
+    /// `u16`
+    U16,
+    /// `u32`
+    U32,
+    /// `u64`
+    U64,
+    /// `u128`
+    U128,
+    /// `i8`
+    I8,
+    /// `i16`
+    I16,
+    /// `i32`
+    I32,
+    /// `i64`
+    I64,
+    /// `i128`
+    I128,
+    /// `f32`, never NaN
+    F32,
+    /// `f64`, never NaN
+    F64,
+    /// UTF-8 text
+    String,
+    /// Raw bytes
+    Bytes,
+    /// A 32-byte [`Identity`]
+    Identity,
+    /// A [`Timestamp`] (µs since epoch)
+    Timestamp,
+    /// A C-like enum stored as a `u8` tag
+    Enum(EnumType),
+    /// `Option<T>`: NULL or a value of the inner type
+    Option(Box<AlgebraicType>),
+}
+
+impl AlgebraicType {
+    /// Whether the type is one of the integer types.
+    pub fn is_integer(&self) -> bool {
+        use AlgebraicType::*;
+        matches!(
+            self,
+            U8 | U16 | U32 | U64 | U128 | I8 | I16 | I32 | I64 | I128
+        )
+    }
+
+    /// Whether the type is `f32` or `f64`.
+    pub fn is_float(&self) -> bool {
+        matches!(self, AlgebraicType::F32 | AlgebraicType::F64)
+    }
+
+    /// The type inside an `Option`, or the type itself.
+    pub fn non_null(&self) -> &AlgebraicType {
+        match self {
+            AlgebraicType::Option(inner) => inner,
+            other => other,
+        }
+    }
+}
+
+impl fmt::Display for AlgebraicType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use AlgebraicType::*;
+        let name = match self {
+            Bool => "bool",
+            U8 => "u8",
+            U16 => "u16",
+            U32 => "u32",
+            U64 => "u64",
+            U128 => "u128",
+            I8 => "i8",
+            I16 => "i16",
+            I32 => "i32",
+            I64 => "i64",
+            I128 => "i128",
+            F32 => "f32",
+            F64 => "f64",
+            String => "string",
+            Bytes => "bytes",
+            Identity => "identity",
+            Timestamp => "timestamp",
+            Enum(e) => return write!(f, "enum {}", e.name),
+            Option(inner) => return write!(f, "option<{inner}>"),
+        };
+        f.write_str(name)
+    }
+}
+
+/// One cell of a row.
+///
+/// `Null` only appears in `Option` columns; `Option(Some(x))` is stored as plain `x`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Value {
+    /// SQL NULL, the `None` of an `Option` column.
+    Null,
+    /// `bool`
+    Bool(bool),
+    /// `u8`
+    U8(u8),
+    /// `u16`
+    U16(u16),
+    /// `u32`
+    U32(u32),
+    /// `u64`
+    U64(u64),
+    /// `u128`
+    U128(u128),
+    /// `i8`
+    I8(i8),
+    /// `i16`
+    I16(i16),
+    /// `i32`
+    I32(i32),
+    /// `i64`
+    I64(i64),
+    /// `i128`
+    I128(i128),
+    /// `f32`
+    F32(f32),
+    /// `f64`
+    F64(f64),
+    /// UTF-8 text
+    String(Box<str>),
+    /// Raw bytes
+    Bytes(Box<[u8]>),
+    /// A 32-byte identity; boxed so that `Value` stays 32 bytes.
+    Identity(Box<Identity>),
+    /// µs since epoch
+    Timestamp(Timestamp),
+    /// An enum tag
+    Enum(u8),
+}
+
+impl Value {
+    /// Discriminant rank, so values of different kinds still have a total order.
+    fn rank(&self) -> u8 {
+        match self {
+            Value::Null => 0,
+            Value::Bool(_) => 1,
+            Value::U8(_) => 2,
+            Value::U16(_) => 3,
+            Value::U32(_) => 4,
+            Value::U64(_) => 5,
+            Value::U128(_) => 6,
+            Value::I8(_) => 7,
+            Value::I16(_) => 8,
+            Value::I32(_) => 9,
+            Value::I64(_) => 10,
+            Value::I128(_) => 11,
+            Value::F32(_) => 12,
+            Value::F64(_) => 13,
+            Value::String(_) => 14,
+            Value::Bytes(_) => 15,
+            Value::Identity(_) => 16,
+            Value::Timestamp(_) => 17,
+            Value::Enum(_) => 18,
+        }
+    }
+
+    /// Whether this is SQL NULL.
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// SQL comparison: `None` when either side is NULL (the comparison is unknown, so
+    /// any predicate on it is false) or when the kinds differ.
+    pub fn sql_cmp(&self, other: &Value) -> Option<Ordering> {
+        if self.is_null() || other.is_null() || self.rank() != other.rank() {
+            return None;
+        }
+        Some(self.cmp(other))
+    }
+
+    /// Whether the value fits `ty` (NULL fits only `Option`).
+    pub fn has_type(&self, ty: &AlgebraicType) -> bool {
+        use AlgebraicType as T;
+        match (self, ty) {
+            (Value::Null, T::Option(_)) => true,
+            (v, T::Option(inner)) => v.has_type(inner),
+            (Value::Bool(_), T::Bool)
+            | (Value::U8(_), T::U8)
+            | (Value::U16(_), T::U16)
+            | (Value::U32(_), T::U32)
+            | (Value::U64(_), T::U64)
+            | (Value::U128(_), T::U128)
+            | (Value::I8(_), T::I8)
+            | (Value::I16(_), T::I16)
+            | (Value::I32(_), T::I32)
+            | (Value::I64(_), T::I64)
+            | (Value::I128(_), T::I128)
+            | (Value::F32(_), T::F32)
+            | (Value::F64(_), T::F64)
+            | (Value::String(_), T::String)
+            | (Value::Bytes(_), T::Bytes)
+            | (Value::Identity(_), T::Identity)
+            | (Value::Timestamp(_), T::Timestamp) => true,
+            (Value::Enum(tag), T::Enum(e)) => (*tag as usize) < e.variants.len(),
+            _ => false,
+        }
+    }
+
+    /// A short name of the value's kind, for error messages.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "bool",
+            Value::U8(_) => "u8",
+            Value::U16(_) => "u16",
+            Value::U32(_) => "u32",
+            Value::U64(_) => "u64",
+            Value::U128(_) => "u128",
+            Value::I8(_) => "i8",
+            Value::I16(_) => "i16",
+            Value::I32(_) => "i32",
+            Value::I64(_) => "i64",
+            Value::I128(_) => "i128",
+            Value::F32(_) => "f32",
+            Value::F64(_) => "f64",
+            Value::String(_) => "string",
+            Value::Bytes(_) => "bytes",
+            Value::Identity(_) => "identity",
+            Value::Timestamp(_) => "timestamp",
+            Value::Enum(_) => "enum",
+        }
+    }
+
+    /// The value as `u64` when it is an unsigned integer that fits; used by sequences.
+    pub fn as_u64(&self) -> Option<u64> {
+        match *self {
+            Value::U8(v) => Some(v.into()),
+            Value::U16(v) => Some(v.into()),
+            Value::U32(v) => Some(v.into()),
+            Value::U64(v) => Some(v),
+            Value::U128(v) => u64::try_from(v).ok(),
+            Value::I8(v) => u64::try_from(v).ok(),
+            Value::I16(v) => u64::try_from(v).ok(),
+            Value::I32(v) => u64::try_from(v).ok(),
+            Value::I64(v) => u64::try_from(v).ok(),
+            Value::I128(v) => u64::try_from(v).ok(),
+            _ => None,
+        }
+    }
+
+    /// An integer value of type `ty` holding `n`, if `n` fits.
+    pub fn integer_of_type(ty: &AlgebraicType, n: u64) -> Option<Value> {
+        use AlgebraicType as T;
+        Some(match ty {
+            T::U8 => Value::U8(u8::try_from(n).ok()?),
+            T::U16 => Value::U16(u16::try_from(n).ok()?),
+            T::U32 => Value::U32(u32::try_from(n).ok()?),
+            T::U64 => Value::U64(n),
+            T::U128 => Value::U128(n.into()),
+            T::I8 => Value::I8(i8::try_from(n).ok()?),
+            T::I16 => Value::I16(i16::try_from(n).ok()?),
+            T::I32 => Value::I32(i32::try_from(n).ok()?),
+            T::I64 => Value::I64(i64::try_from(n).ok()?),
+            T::I128 => Value::I128(n.into()),
+            _ => return None,
+        })
+    }
+
+    /// Whether the value is an integer zero (the "assign me a sequence value" marker).
+    pub fn is_zero_integer(&self) -> bool {
+        self.as_u64() == Some(0)
+    }
+
+    /// The key an integer index stores: the value mapped onto `u64` preserving order.
+    ///
+    /// `None` for kinds that do not fit in 64 bits (those use the general index).
+    pub fn native_key(&self) -> Option<u64> {
+        const FLIP: u64 = 1 << 63;
+        Some(match *self {
+            Value::Bool(b) => b as u64,
+            Value::U8(v) => v.into(),
+            Value::U16(v) => v.into(),
+            Value::U32(v) => v.into(),
+            Value::U64(v) => v,
+            Value::I8(v) => (i64::from(v) as u64) ^ FLIP,
+            Value::I16(v) => (i64::from(v) as u64) ^ FLIP,
+            Value::I32(v) => (i64::from(v) as u64) ^ FLIP,
+            Value::I64(v) => (v as u64) ^ FLIP,
+            Value::Timestamp(t) => (t.0 as u64) ^ FLIP,
+            Value::Enum(tag) => tag.into(),
+            _ => return None,
+        })
+    }
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Value {}
+
+impl PartialOrd for Value {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Value {
+    fn cmp(&self, other: &Self) -> Ordering {
+        use Value::*;
+        match (self, other) {
+            (Null, Null) => Ordering::Equal,
+            (Bool(a), Bool(b)) => a.cmp(b),
+            (U8(a), U8(b)) => a.cmp(b),
+            (U16(a), U16(b)) => a.cmp(b),
+            (U32(a), U32(b)) => a.cmp(b),
+            (U64(a), U64(b)) => a.cmp(b),
+            (U128(a), U128(b)) => a.cmp(b),
+            (I8(a), I8(b)) => a.cmp(b),
+            (I16(a), I16(b)) => a.cmp(b),
+            (I32(a), I32(b)) => a.cmp(b),
+            (I64(a), I64(b)) => a.cmp(b),
+            (I128(a), I128(b)) => a.cmp(b),
+            // NaN never reaches storage, so total_cmp is numeric order here; -0.0 is
+            // normalized at row check so it never meets 0.0.
+            (F32(a), F32(b)) => a.total_cmp(b),
+            (F64(a), F64(b)) => a.total_cmp(b),
+            (String(a), String(b)) => a.cmp(b),
+            (Bytes(a), Bytes(b)) => a.cmp(b),
+            (Identity(a), Identity(b)) => a.cmp(b),
+            (Timestamp(a), Timestamp(b)) => a.cmp(b),
+            (Enum(a), Enum(b)) => a.cmp(b),
+            (a, b) => a.rank().cmp(&b.rank()),
+        }
+    }
+}
+
+impl std::hash::Hash for Value {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        use Value::*;
+        state.write_u8(self.rank());
+        match self {
+            Null => {}
+            Bool(v) => v.hash(state),
+            U8(v) => v.hash(state),
+            U16(v) => v.hash(state),
+            U32(v) => v.hash(state),
+            U64(v) => v.hash(state),
+            U128(v) => v.hash(state),
+            I8(v) => v.hash(state),
+            I16(v) => v.hash(state),
+            I32(v) => v.hash(state),
+            I64(v) => v.hash(state),
+            I128(v) => v.hash(state),
+            F32(v) => v.to_bits().hash(state),
+            F64(v) => v.to_bits().hash(state),
+            String(v) => v.hash(state),
+            Bytes(v) => v.hash(state),
+            Identity(v) => v.hash(state),
+            Timestamp(v) => v.hash(state),
+            Enum(v) => v.hash(state),
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Value::*;
+        match self {
+            Null => f.write_str("NULL"),
+            Bool(v) => write!(f, "{v}"),
+            U8(v) => write!(f, "{v}"),
+            U16(v) => write!(f, "{v}"),
+            U32(v) => write!(f, "{v}"),
+            U64(v) => write!(f, "{v}"),
+            U128(v) => write!(f, "{v}"),
+            I8(v) => write!(f, "{v}"),
+            I16(v) => write!(f, "{v}"),
+            I32(v) => write!(f, "{v}"),
+            I64(v) => write!(f, "{v}"),
+            I128(v) => write!(f, "{v}"),
+            F32(v) => write!(f, "{v}"),
+            F64(v) => write!(f, "{v}"),
+            String(v) => write!(f, "{v:?}"),
+            Bytes(v) => write!(f, "0x{}", hex(v)),
+            Identity(v) => write!(f, "0x{}", v.to_hex()),
+            Timestamp(v) => write!(f, "{}µs", v.0),
+            Enum(tag) => write!(f, "#{tag}"),
+        }
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+macro_rules! from_prim {
+    ($($t:ty => $v:ident),* $(,)?) => {$(
+        impl From<$t> for Value {
+            fn from(v: $t) -> Self { Value::$v(v) }
+        }
+    )*};
+}
+from_prim!(bool => Bool, u8 => U8, u16 => U16, u32 => U32, u64 => U64, u128 => U128,
+    i8 => I8, i16 => I16, i32 => I32, i64 => I64, i128 => I128, f32 => F32, f64 => F64,
+    Timestamp => Timestamp);
+
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::String(v.into())
+    }
+}
+
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Value::String(v.into_boxed_str())
+    }
+}
+
+impl From<Vec<u8>> for Value {
+    fn from(v: Vec<u8>) -> Self {
+        Value::Bytes(v.into_boxed_slice())
+    }
+}
+
+impl From<Identity> for Value {
+    fn from(v: Identity) -> Self {
+        Value::Identity(Box::new(v))
+    }
+}
+
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_stays_32_bytes() {
+        assert_eq!(std::mem::size_of::<Value>(), 32);
+    }
+
+    #[test]
+    fn comparison_with_null_is_unknown() {
+        assert_eq!(Value::Null.sql_cmp(&Value::Null), None);
+        assert_eq!(Value::U8(1).sql_cmp(&Value::Null), None);
+        assert_eq!(Value::U8(1).sql_cmp(&Value::U8(2)), Some(Ordering::Less));
+    }
+
+    #[test]
+    fn native_key_preserves_signed_order() {
+        let keys: Vec<u64> = [-5i64, -1, 0, 1, 7]
+            .iter()
+            .map(|v| Value::I64(*v).native_key().expect("i64 has a native key"))
+            .collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
+    }
+}
