@@ -22,14 +22,23 @@
 
 pub mod codec;
 pub mod commitlog;
+pub mod datastore;
 pub mod error;
+pub mod migrate;
+pub mod record;
 pub mod row;
 pub mod schema;
+mod sequence;
 pub mod table;
+pub mod tx;
+pub mod tx_data;
 pub mod typed;
 pub mod value;
 
+pub use datastore::{Commit, CommitError, CommittedState, Datastore, OpenError, OpenOptions, ReadGuard};
 pub use error::{DecodeError, RowError, SchemaError, TxError};
 pub use row::Row;
 pub use schema::{Access, ColId, ColumnDef, IndexDef, Schema, TableId, TableSchema};
+pub use tx::MutTx;
+pub use tx_data::{TableUpdate, TxData, TxMeta, TxOffset};
 pub use value::{AlgebraicType, EnumType, Identity, Timestamp, Value};
