@@ -6,3 +6,4 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub use tidings_engine as engine;
+pub use tidings_macros::{SqlEnum, table};

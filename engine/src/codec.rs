@@ -60,10 +60,10 @@ fn encode_value(v: &Value, out: &mut Vec<u8>) {
 /// Appends the encoding of `row` (already checked against `schema`) to `out`.
 pub fn encode_row(schema: &TableSchema, row: &Row, out: &mut Vec<u8>) {
     for (v, col) in row.iter().zip(&schema.columns) {
-        if let AlgebraicType::Option(_) = col.ty {
-            if !v.is_null() {
-                out.push(1);
-            }
+        if let AlgebraicType::Option(_) = col.ty
+            && !v.is_null()
+        {
+            out.push(1);
         }
         encode_value(v, out);
     }
@@ -92,7 +92,10 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], &'static str> {
         let end = self.pos.checked_add(n).ok_or("length overflows")?;
-        let s = self.bytes.get(self.pos..end).ok_or("input ends inside a value")?;
+        let s = self
+            .bytes
+            .get(self.pos..end)
+            .ok_or("input ends inside a value")?;
         self.pos = end;
         Ok(s)
     }

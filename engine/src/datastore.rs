@@ -48,7 +48,11 @@ pub struct CommittedState {
 
 impl CommittedState {
     fn new(schema: Arc<Schema>) -> Self {
-        let tables = schema.tables().iter().map(|t| Table::new(t.clone())).collect();
+        let tables = schema
+            .tables()
+            .iter()
+            .map(|t| Table::new(t.clone()))
+            .collect();
         CommittedState {
             schema,
             schema_version: 1,
@@ -189,7 +193,11 @@ impl std::fmt::Debug for Datastore {
 impl Datastore {
     /// An in-memory datastore of `schema` (nothing is written anywhere).
     pub fn in_memory(schema: Schema) -> Self {
-        Self::from_parts(CommittedState::new(Arc::new(schema)), None, MigrationReport::default())
+        Self::from_parts(
+            CommittedState::new(Arc::new(schema)),
+            None,
+            MigrationReport::default(),
+        )
     }
 
     fn from_parts(state: CommittedState, log: Option<Commitlog>, report: MigrationReport) -> Self {
@@ -233,9 +241,16 @@ impl Datastore {
             None => {
                 let state = CommittedState::new(schema.clone());
                 let seqs = Sequences::for_schema(&schema, None);
-                (state, seqs, MigrationReport::default(), Some(record::encode_schema(0, &schema)))
+                (
+                    state,
+                    seqs,
+                    MigrationReport::default(),
+                    Some(record::encode_schema(0, &schema)),
+                )
             }
-            Some(old) if *old.schema == *schema => (old, sequences, MigrationReport::default(), None),
+            Some(old) if *old.schema == *schema => {
+                (old, sequences, MigrationReport::default(), None)
+            }
             Some(old) => {
                 let report = migrate::plan(&old.schema, &schema)?;
                 let seqs = Sequences::for_schema(&schema, Some((&old.schema, &sequences)));
@@ -261,7 +276,8 @@ impl Datastore {
         let mut next = rebuild(&guard, schema.clone())?;
         next.schema_version = guard.schema_version + 1;
         if let Some(log) = &self.inner.log {
-            log.append(record::encode_schema(guard.offset, &schema))?.wait()?;
+            log.append(record::encode_schema(guard.offset, &schema))?
+                .wait()?;
         }
         {
             let mut seqs = self.inner.sequences.lock();
@@ -374,8 +390,14 @@ impl Datastore {
                 continue;
             };
             let committed = &tx.committed.tables[i];
-            let inserts: Vec<Row> = t.live_inserts().filter_map(|id| t.inserts.get(id)).collect();
-            let deletes: Vec<Row> = t.live_deletes().filter_map(|id| committed.get(id)).collect();
+            let inserts: Vec<Row> = t
+                .live_inserts()
+                .filter_map(|id| t.inserts.get(id))
+                .collect();
+            let deletes: Vec<Row> = t
+                .live_deletes()
+                .filter_map(|id| committed.get(id))
+                .collect();
             if inserts.is_empty() && deletes.is_empty() {
                 continue;
             }
@@ -515,7 +537,8 @@ impl Replay {
     fn apply(&mut self, index: u64, payload: &[u8]) -> Result<(), ReplayError> {
         let empty = Schema::default();
         let schema = self.state.as_ref().map_or(&empty, |s| &*s.schema);
-        let rec = record::decode(schema, payload).map_err(|source| ReplayError::Record { index, source })?;
+        let rec = record::decode(schema, payload)
+            .map_err(|source| ReplayError::Record { index, source })?;
         match rec {
             Record::Schema { schema, .. } => {
                 let schema = Arc::new(schema);

@@ -95,7 +95,9 @@ pub enum TxError {
     #[error(transparent)]
     Row(#[from] RowError),
     /// A unique constraint (or primary key) would be violated.
-    #[error("insert into `{table}` violates unique constraint `{constraint}`: key {value} already exists")]
+    #[error(
+        "insert into `{table}` violates unique constraint `{constraint}`: key {value} already exists"
+    )]
     UniqueViolation {
         /// The table.
         table: Arc<str>,

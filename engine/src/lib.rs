@@ -13,6 +13,7 @@
 //! - [`commitlog`]: segment files of checksummed records, the fsync writer thread, replay.
 //! - [`record`]: how a commit or a schema change is laid out inside a log record.
 //! - [`migrate`]: checks a new schema against the one in force.
+//! - [`typed`]: the traits `#[table]` structs and `#[derive(SqlEnum)]` enums implement.
 //!
 //! Read [`Datastore`], [`MutTx`] and [`TxData`] first.
 //!
@@ -35,10 +36,13 @@ pub mod tx_data;
 pub mod typed;
 pub mod value;
 
-pub use datastore::{Commit, CommitError, CommittedState, Datastore, OpenError, OpenOptions, ReadGuard};
+pub use datastore::{
+    Commit, CommitError, CommittedState, Datastore, OpenError, OpenOptions, ReadGuard,
+};
 pub use error::{DecodeError, RowError, SchemaError, TxError};
 pub use row::Row;
 pub use schema::{Access, ColId, ColumnDef, IndexDef, Schema, TableId, TableSchema};
 pub use tx::MutTx;
 pub use tx_data::{TableUpdate, TxData, TxMeta, TxOffset};
+pub use typed::{CanBeLookupTable, FromRowError, SqlEnum, SqlType, TableType, ValueError};
 pub use value::{AlgebraicType, EnumType, Identity, Timestamp, Value};

@@ -38,7 +38,9 @@ pub enum MigrationProblem {
         table: Arc<str>,
     },
     /// A new unique constraint does not hold for the rows present.
-    #[error("Unique constraint {constraint} of table {table} does not hold: key {value} appears more than once")]
+    #[error(
+        "Unique constraint {constraint} of table {table} does not hold: key {value} appears more than once"
+    )]
     UniqueViolated {
         /// The table.
         table: Arc<str>,
@@ -129,9 +131,10 @@ fn column_diff(o: &TableSchema, n: &TableSchema) -> String {
     for (i, oc) in o.columns.iter().enumerate() {
         match n.columns.get(i) {
             None => parts.push(format!("column `{}` removed", oc.name)),
-            Some(nc) if nc.name != oc.name => {
-                parts.push(format!("column {i} renamed from `{}` to `{}`", oc.name, nc.name))
-            }
+            Some(nc) if nc.name != oc.name => parts.push(format!(
+                "column {i} renamed from `{}` to `{}`",
+                oc.name, nc.name
+            )),
             Some(nc) if nc.ty != oc.ty => parts.push(format!(
                 "column `{}` changes type from {} to {}",
                 oc.name, oc.ty, nc.ty

@@ -199,7 +199,9 @@ fn decode_commit(schema: &Schema, r: &mut Reader<'_>) -> Result<ReplayedCommit, 
         let n_del = r.u32()? as usize;
         let len = r.u32()? as usize;
         let mut rows = r.take(len)?;
-        let ts = schema.table(TableId(id)).ok_or(RecordError::UnknownTable(id))?;
+        let ts = schema
+            .table(TableId(id))
+            .ok_or(RecordError::UnknownTable(id))?;
         if ts.is_event {
             continue;
         }

@@ -259,24 +259,30 @@ impl TableSchemaBuilder {
             problems.push("a table needs at least one column".to_string());
         }
         if self.columns.len() > u16::MAX as usize {
-            problems.push(format!("{} columns exceed the limit of 65535", self.columns.len()));
+            problems.push(format!(
+                "{} columns exceed the limit of 65535",
+                self.columns.len()
+            ));
         }
         for (i, c) in self.columns.iter().enumerate() {
             if self.columns[..i].iter().any(|d| d.name == c.name) {
                 problems.push(format!("column `{}` is declared twice", c.name));
             }
-            if let AlgebraicType::Option(inner) = &c.ty {
-                if matches!(**inner, AlgebraicType::Option(_)) {
-                    problems.push(format!("column `{}`: nested options are not supported", c.name));
-                }
+            if let AlgebraicType::Option(inner) = &c.ty
+                && matches!(**inner, AlgebraicType::Option(_))
+            {
+                problems.push(format!(
+                    "column `{}`: nested options are not supported",
+                    c.name
+                ));
             }
-            if let AlgebraicType::Enum(e) = c.ty.non_null() {
-                if e.variants.is_empty() || e.variants.len() > 256 {
-                    problems.push(format!(
-                        "column `{}`: enum `{}` must have 1 to 256 variants",
-                        c.name, e.name
-                    ));
-                }
+            if let AlgebraicType::Enum(e) = c.ty.non_null()
+                && (e.variants.is_empty() || e.variants.len() > 256)
+            {
+                problems.push(format!(
+                    "column `{}`: enum `{}` must have 1 to 256 variants",
+                    c.name, e.name
+                ));
             }
         }
         let resolve = |name: &str, problems: &mut Vec<String>, what: &str| -> Option<ColId> {
@@ -297,19 +303,23 @@ impl TableSchemaBuilder {
             access: self.access,
             is_event: self.is_event,
         };
-        if let Some(pk) = &self.primary_key {
-            if let Some(col) = resolve(pk, &mut problems, "the primary key") {
-                schema.primary_key = Some(col);
-                let name = format!("{}_{}_pkey", table, schema.col_names(&[col]));
-                schema.indexes.push(IndexDef {
-                    name: name.into(),
-                    columns: vec![col],
-                    unique: true,
-                });
-            }
+        if let Some(pk) = &self.primary_key
+            && let Some(col) = resolve(pk, &mut problems, "the primary key")
+        {
+            schema.primary_key = Some(col);
+            let name = format!("{}_{}_pkey", table, schema.col_names(&[col]));
+            schema.indexes.push(IndexDef {
+                name: name.into(),
+                columns: vec![col],
+                unique: true,
+            });
         }
         let mut add_index = |cols: &[String], unique: bool, problems: &mut Vec<String>| {
-            let what = if unique { "a unique constraint" } else { "an index" };
+            let what = if unique {
+                "a unique constraint"
+            } else {
+                "an index"
+            };
             if cols.is_empty() {
                 problems.push(format!("{what} has no columns"));
                 return;
@@ -321,7 +331,11 @@ impl TableSchemaBuilder {
             if ids.len() != cols.len() {
                 return;
             }
-            if schema.indexes.iter().any(|i| i.columns == ids && i.unique == unique) {
+            if schema
+                .indexes
+                .iter()
+                .any(|i| i.columns == ids && i.unique == unique)
+            {
                 return;
             }
             let suffix = if unique { "key" } else { "idx" };

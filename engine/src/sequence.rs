@@ -37,7 +37,11 @@ impl Sequences {
                             let tid = old_schema.table_id(&t.name)?;
                             let name = &t.column(column).name;
                             let ocol = old_schema.table(tid)?.column_id(name)?;
-                            old_seqs.by_table.get(tid.idx())?.iter().find(|s| s.column == ocol)
+                            old_seqs
+                                .by_table
+                                .get(tid.idx())?
+                                .iter()
+                                .find(|s| s.column == ocol)
                         });
                         Sequence {
                             column,
@@ -70,7 +74,8 @@ impl Sequences {
             .get_mut(table.idx())
             .and_then(|v| v.iter_mut().find(|s| s.column == column))
             .ok_or_else(exhausted)?;
-        let value = Value::integer_of_type(&ts.column(column).ty, seq.next).ok_or_else(exhausted)?;
+        let value =
+            Value::integer_of_type(&ts.column(column).ty, seq.next).ok_or_else(exhausted)?;
         seq.next = seq.next.checked_add(1).ok_or_else(exhausted)?;
         seq.dirty = true;
         Ok(value)

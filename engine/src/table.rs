@@ -62,8 +62,7 @@ impl Index {
     fn new(def: &IndexDef, schema: &TableSchema) -> Self {
         let native = def.columns.len() == 1 && {
             let ty = &schema.column(def.columns[0]).ty;
-            !matches!(ty, crate::AlgebraicType::Option(_))
-                && native_type(ty)
+            !matches!(ty, crate::AlgebraicType::Option(_)) && native_type(ty)
         };
         let map = match (native, def.unique) {
             (true, true) => IndexMap::NativeUnique(BTreeMap::new()),
@@ -122,7 +121,12 @@ impl Index {
     }
 
     /// Rows whose key starts with `prefix` and whose next key column lies in the bounds.
-    fn range<'a>(&'a self, prefix: &[Value], lower: Bound<&Value>, upper: Bound<&Value>) -> RowIds<'a> {
+    fn range<'a>(
+        &'a self,
+        prefix: &[Value],
+        lower: Bound<&Value>,
+        upper: Bound<&Value>,
+    ) -> RowIds<'a> {
         let plen = prefix.len();
         match &self.map {
             IndexMap::NativeUnique(m) => {
@@ -184,8 +188,17 @@ fn native_type(ty: &crate::AlgebraicType) -> bool {
     use crate::AlgebraicType as T;
     matches!(
         ty,
-        T::Bool | T::U8 | T::U16 | T::U32 | T::U64 | T::I8 | T::I16 | T::I32 | T::I64
-            | T::Timestamp | T::Enum(_)
+        T::Bool
+            | T::U8
+            | T::U16
+            | T::U32
+            | T::U64
+            | T::I8
+            | T::I16
+            | T::I32
+            | T::I64
+            | T::Timestamp
+            | T::Enum(_)
     )
 }
 
@@ -194,7 +207,11 @@ fn native(row: &Row, col: ColId) -> u64 {
     row[col.idx()].native_key().unwrap_or_default()
 }
 
-fn native_bounds(prefix: &[Value], lower: Bound<&Value>, upper: Bound<&Value>) -> (Bound<u64>, Bound<u64>) {
+fn native_bounds(
+    prefix: &[Value],
+    lower: Bound<&Value>,
+    upper: Bound<&Value>,
+) -> (Bound<u64>, Bound<u64>) {
     let key = |v: &Value| v.native_key().unwrap_or_default();
     if let Some(p) = prefix.first() {
         let k = key(p);
@@ -240,7 +257,11 @@ pub struct Table {
 impl Table {
     /// An empty table of `schema`.
     pub fn new(schema: Arc<TableSchema>) -> Self {
-        let indexes = schema.indexes.iter().map(|d| Index::new(d, &schema)).collect();
+        let indexes = schema
+            .indexes
+            .iter()
+            .map(|d| Index::new(d, &schema))
+            .collect();
         let by_bytes = (!schema.indexes.iter().any(|i| i.unique)).then(HashTable::new);
         Table {
             schema,
@@ -376,10 +397,13 @@ impl Table {
 
     /// Checks that `key` fits index `index` as a prefix of its columns.
     pub fn check_key(&self, index: usize, key: &[Value], with_bound: bool) -> Result<(), TxError> {
-        let idx = self.indexes.get(index).ok_or_else(|| TxError::UnknownIndex {
-            table: self.schema.name.clone(),
-            index,
-        })?;
+        let idx = self
+            .indexes
+            .get(index)
+            .ok_or_else(|| TxError::UnknownIndex {
+                table: self.schema.name.clone(),
+                index,
+            })?;
         let cols = &idx.def.columns;
         let fits = key.len() + usize::from(with_bound) <= cols.len()
             && key
@@ -402,7 +426,11 @@ impl Table {
     }
 
     /// Rows whose key in index `index` starts with `prefix` (key checked by the caller).
-    pub fn seek(&self, index: usize, prefix: &[Value]) -> impl Iterator<Item = RowId> + '_ {
+    pub fn seek<'a>(
+        &'a self,
+        index: usize,
+        prefix: &[Value],
+    ) -> impl Iterator<Item = RowId> + use<'a> {
         self.indexes[index].seek(prefix)
     }
 
@@ -413,7 +441,7 @@ impl Table {
         prefix: &[Value],
         lower: Bound<&Value>,
         upper: Bound<&Value>,
-    ) -> impl Iterator<Item = RowId> + 'a {
+    ) -> impl Iterator<Item = RowId> + use<'a> {
         self.indexes[index].range(prefix, lower, upper)
     }
 
@@ -452,7 +480,12 @@ mod tests {
             put(&mut t, a, "x");
         }
         let got: Vec<i32> = t
-            .range(0, &[], Bound::Excluded(&Value::I32(-2)), Bound::Included(&Value::I32(1)))
+            .range(
+                0,
+                &[],
+                Bound::Excluded(&Value::I32(-2)),
+                Bound::Included(&Value::I32(1)),
+            )
             .map(|id| match t.get(id).expect("live")[0] {
                 Value::I32(a) => a,
                 _ => unreachable!(),
@@ -469,7 +502,12 @@ mod tests {
         }
         assert_eq!(t.seek(1, &[Value::I32(1)]).count(), 3);
         let excl: Vec<Row> = t
-            .range(1, &[Value::I32(1)], Bound::Excluded(&Value::from("a")), Bound::Unbounded)
+            .range(
+                1,
+                &[Value::I32(1)],
+                Bound::Excluded(&Value::from("a")),
+                Bound::Unbounded,
+            )
             .filter_map(|id| t.get(id))
             .collect();
         assert_eq!(excl, vec![crate::row![1, "b"], crate::row![1, "c"]]);

@@ -96,10 +96,11 @@ impl TxTable {
 
     /// Live insert ids in TxData order.
     pub(crate) fn live_inserts(&self) -> impl Iterator<Item = RowId> + '_ {
-        self.order
-            .iter()
-            .copied()
-            .filter(|id| self.pos.get(*id).is_some_and(|&p| self.order[p as usize] == *id))
+        self.order.iter().copied().filter(|id| {
+            self.pos
+                .get(*id)
+                .is_some_and(|&p| self.order[p as usize] == *id)
+        })
     }
 
     /// Deleted committed ids in deletion order.
@@ -200,9 +201,7 @@ impl MutTx {
         schema.check_row(&mut row)?;
         for &col in &schema.sequences {
             if row[col.idx()].is_zero_integer() {
-                let v = self
-                    .ds
-                    .draw_sequence(self.committed.schema(), table, col)?;
+                let v = self.ds.draw_sequence(self.committed.schema(), table, col)?;
                 row.values_mut()[col.idx()] = v;
             }
         }
@@ -220,10 +219,10 @@ impl MutTx {
         bytes: Box<[u8]>,
         replacing: Option<RowId>,
     ) -> Result<Row, TxError> {
-        if let Some(t) = self.tx_table_ref(table) {
-            if t.inserts.find_identical(&row, &bytes).is_some() {
-                return Ok(row);
-            }
+        if let Some(t) = self.tx_table_ref(table)
+            && t.inserts.find_identical(&row, &bytes).is_some()
+        {
+            return Ok(row);
         }
         let committed = self.committed_table(table)?;
         let identical = committed.find_identical(&row, &bytes);
@@ -265,11 +264,11 @@ impl MutTx {
         let schema = self.table_schema(table)?.clone();
         schema.check_row(&mut row)?;
         let bytes = codec::row_bytes(&schema, &row);
-        if let Some(t) = self.tables[table.idx()].as_deref_mut() {
-            if let Some(id) = t.inserts.find_identical(&row, &bytes) {
-                t.remove_insert(id);
-                return Ok(true);
-            }
+        if let Some(t) = self.tables[table.idx()].as_deref_mut()
+            && let Some(id) = t.inserts.find_identical(&row, &bytes)
+        {
+            t.remove_insert(id);
+            return Ok(true);
         }
         match self.committed_table(table)?.find_identical(&row, &bytes) {
             Some(id) if !self.is_deleted(table, id) => {
@@ -281,7 +280,12 @@ impl MutTx {
     }
 
     /// Deletes every visible row whose key in index `index` starts with `prefix`.
-    pub fn delete_by(&mut self, table: TableId, index: usize, prefix: &[Value]) -> Result<usize, TxError> {
+    pub fn delete_by(
+        &mut self,
+        table: TableId,
+        index: usize,
+        prefix: &[Value],
+    ) -> Result<usize, TxError> {
         let rows = self.seek(table, index, prefix)?;
         let n = rows.len();
         for row in rows {
@@ -307,7 +311,12 @@ impl MutTx {
     ///
     /// An update to an identical row is a no-op. Updating a row new in this transaction
     /// replaces it in place; updating a committed row deletes it and inserts `row`.
-    pub fn update_by(&mut self, table: TableId, index: usize, mut row: Row) -> Result<Row, TxError> {
+    pub fn update_by(
+        &mut self,
+        table: TableId,
+        index: usize,
+        mut row: Row,
+    ) -> Result<Row, TxError> {
         let schema = self.table_schema(table)?.clone();
         let idx = schema
             .indexes
@@ -329,7 +338,11 @@ impl MutTx {
             .tx_table_ref(table)
             .and_then(|t| t.inserts.unique_lookup(index, &key))
         {
-            if self.tx_table_ref(table).and_then(|t| t.inserts.get_bytes(old)) == Some(&bytes[..]) {
+            if self
+                .tx_table_ref(table)
+                .and_then(|t| t.inserts.get_bytes(old))
+                == Some(&bytes[..])
+            {
                 return Ok(row);
             }
             return self.insert_checked(table, &schema, row, bytes, Some(old));
@@ -377,7 +390,12 @@ impl MutTx {
     }
 
     /// Visible rows whose key in index `index` starts with `prefix`.
-    pub fn seek(&self, table: TableId, index: usize, prefix: &[Value]) -> Result<Vec<Row>, TxError> {
+    pub fn seek(
+        &self,
+        table: TableId,
+        index: usize,
+        prefix: &[Value],
+    ) -> Result<Vec<Row>, TxError> {
         self.range(table, index, prefix, Bound::Unbounded, Bound::Unbounded)
     }
 
@@ -410,7 +428,12 @@ impl MutTx {
     }
 
     /// The visible row whose key in unique index `index` is `key`.
-    pub fn find(&self, table: TableId, index: usize, key: &[Value]) -> Result<Option<Row>, TxError> {
+    pub fn find(
+        &self,
+        table: TableId,
+        index: usize,
+        key: &[Value],
+    ) -> Result<Option<Row>, TxError> {
         Ok(self.seek(table, index, key)?.into_iter().next())
     }
 }

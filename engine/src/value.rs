@@ -17,9 +17,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 /// A 32-byte caller identity.
-#[derive(
-    Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Identity(pub [u8; 32]);
 
 impl Identity {

@@ -34,7 +34,11 @@ fn group() -> DurabilityPolicy {
 fn open_collect(dir: &Path, opts: LogOptions) -> Result<(Commitlog, Vec<Vec<u8>>), CommitlogError> {
     let mut seen: Vec<Vec<u8>> = Vec::new();
     let log = Commitlog::open(dir, opts, |index, payload| {
-        assert_eq!(index, seen.len() as u64, "replay indices must be consecutive");
+        assert_eq!(
+            index,
+            seen.len() as u64,
+            "replay indices must be consecutive"
+        );
         seen.push(payload.to_vec());
         Ok::<_, Infallible>(())
     })?;
@@ -126,7 +130,10 @@ fn round_trip_across_many_segments() {
     assert_eq!(log.len(), payloads.len() as u64);
     log.close().expect("close");
     assert!(tickets.iter().all(|t| t.is_durable()));
-    assert!(segments(dir.path()).len() > 50, "tiny segments must roll over");
+    assert!(
+        segments(dir.path()).len() > 50,
+        "tiny segments must roll over"
+    );
 
     let (log, seen) = open_collect(dir.path(), opts()).expect("reopen");
     assert_eq!(seen, payloads);
@@ -198,7 +205,11 @@ fn truncate_last_segment_everywhere(earlier: &[Vec<u8>], last: &[Vec<u8>], segme
     let last_segment = segs.last().expect("a segment");
     let offsets = record_offsets(last);
     let file_len = fs::metadata(last_segment).expect("metadata").len() as usize;
-    assert_eq!(file_len, *offsets.last().expect("offsets"), "last segment layout");
+    assert_eq!(
+        file_len,
+        *offsets.last().expect("offsets"),
+        "last segment layout"
+    );
 
     for cut in 0..=file_len {
         let dir = base.path().join(format!("cut{cut}"));
@@ -219,23 +230,30 @@ fn truncate_last_segment_everywhere(earlier: &[Vec<u8>], last: &[Vec<u8>], segme
         assert_eq!(t.entry_index(), expected.len() as u64);
         log.close().expect("close");
         expected.push(b"new".to_vec());
-        assert_eq!(replay_all(&dir, opts()), expected, "after append, cut at {cut}");
+        assert_eq!(
+            replay_all(&dir, opts()),
+            expected,
+            "after append, cut at {cut}"
+        );
         fs::remove_dir_all(&dir).expect("cleanup");
     }
 }
 
 #[test]
 fn truncating_a_single_segment_at_every_byte_keeps_the_intact_prefix() {
-    let last: Vec<Vec<u8>> = [0usize, 7, 13, 1, 31].iter().map(|&n| vec![n as u8; n]).collect();
+    let last: Vec<Vec<u8>> = [0usize, 7, 13, 1, 31]
+        .iter()
+        .map(|&n| vec![n as u8; n])
+        .collect();
     truncate_last_segment_everywhere(&[], &last, 4096);
 }
 
 #[test]
 fn truncating_the_last_of_several_segments_at_every_byte_keeps_the_intact_prefix() {
-    // With a 100-byte limit, 3 payloads of 20 bytes (28-byte records) fill each segment.
+    // With a 108-byte limit, 3 payloads of 20 bytes (28-byte records) fill each segment.
     let earlier: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i; 20]).collect();
     let last: Vec<Vec<u8>> = (6..9u8).map(|i| vec![i; 20]).collect();
-    truncate_last_segment_everywhere(&earlier, &last, 100);
+    truncate_last_segment_everywhere(&earlier, &last, 108);
 }
 
 /// Flips every byte of one record in turn and checks that open reports exactly that
@@ -276,7 +294,11 @@ fn flip_each_byte_of_record(
             Err(e) => panic!("flip at byte {at}: expected Corrupt, got {e}"),
             Ok(_) => panic!("flip at byte {at}: expected Corrupt, open succeeded"),
         }
-        assert_eq!(snapshot(dir.path()), before, "failed open modified files (flip at {at})");
+        assert_eq!(
+            snapshot(dir.path()),
+            before,
+            "failed open modified files (flip at {at})"
+        );
     }
     fs::write(&segment, &original).expect("restore");
     assert_eq!(replay_all(dir.path(), opts()), payloads);
@@ -293,8 +315,8 @@ fn bit_flip_in_an_earlier_segment_is_corruption() {
     let payloads: Vec<Vec<u8>> = (0..9u8).map(|i| vec![i; 20]).collect();
     // Segments hold three records each; the last record of the first segment is not
     // followed by anything in its file, yet is still mid-log.
-    flip_each_byte_of_record(&payloads, 100, 0, 2);
-    flip_each_byte_of_record(&payloads, 100, 1, 1);
+    flip_each_byte_of_record(&payloads, 108, 0, 2);
+    flip_each_byte_of_record(&payloads, 108, 1, 1);
 }
 
 #[test]
@@ -306,7 +328,9 @@ fn missing_segment_is_corruption() {
     let segs = segments(dir.path());
     fs::remove_file(&segs[1]).expect("remove");
     match open_collect(dir.path(), opts()) {
-        Err(CommitlogError::Corrupt { segment, offset: 0, .. }) => assert_eq!(segment, segs[2]),
+        Err(CommitlogError::Corrupt {
+            segment, offset: 0, ..
+        }) => assert_eq!(segment, segs[2]),
         other => panic!("expected Corrupt, got {:?}", other.map(|(_, seen)| seen)),
     }
 }
@@ -337,10 +361,18 @@ fn replay_error_names_the_record() {
     let payloads: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i; 10]).collect();
     write_log(dir.path(), options(4096, group()), &payloads);
     let result = Commitlog::open(dir.path(), options(4096, group()), |index, _| {
-        if index == 2 { Err(Refused(index)) } else { Ok(()) }
+        if index == 2 {
+            Err(Refused(index))
+        } else {
+            Ok(())
+        }
     });
     match result {
-        Err(CommitlogError::Replay { segment, offset, source }) => {
+        Err(CommitlogError::Replay {
+            segment,
+            offset,
+            source,
+        }) => {
             assert_eq!(segment, segments(dir.path())[0]);
             assert_eq!(offset, record_offsets(&payloads)[2] as u64);
             assert_eq!(source.to_string(), "refused entry 2");
@@ -358,10 +390,16 @@ fn foreign_file_makes_it_not_a_data_directory() {
             assert_eq!(path, dir.path());
             assert_eq!(found, "notes.txt");
         }
-        other => panic!("expected NotADataDirectory, got {:?}", other.map(|(_, s)| s)),
+        other => panic!(
+            "expected NotADataDirectory, got {:?}",
+            other.map(|(_, s)| s)
+        ),
     }
     // Refusing the directory must not leave anything behind in it.
-    assert_eq!(snapshot(dir.path()).keys().collect::<Vec<_>>(), ["notes.txt"]);
+    assert_eq!(
+        snapshot(dir.path()).keys().collect::<Vec<_>>(),
+        ["notes.txt"]
+    );
 }
 
 #[test]
@@ -409,7 +447,7 @@ const CHILD_POLICY_ENV: &str = "TIDINGS_CRASH_POLICY";
 const CRASH_SEGMENT_SIZE: u64 = 4096;
 /// Durable records the parent waits for in each round before it kills the child.
 const DURABLE_PER_ROUND: u64 = 200;
-const CRASH_ROUNDS: usize = 3;
+const CRASH_ROUNDS: usize = 5;
 
 fn crash_policy(name: &str) -> DurabilityPolicy {
     match name {
@@ -431,7 +469,11 @@ fn crash_payload(n: u64) -> Vec<u8> {
 fn verify_crash_log(dir: &Path, policy: &str) -> u64 {
     let seen = replay_all(dir, options(CRASH_SEGMENT_SIZE, crash_policy(policy)));
     for (i, p) in seen.iter().enumerate() {
-        assert_eq!(*p, crash_payload(i as u64), "entry {i} does not hold payload {i}");
+        assert_eq!(
+            *p,
+            crash_payload(i as u64),
+            "entry {i} does not hold payload {i}"
+        );
     }
     seen.len() as u64
 }
@@ -446,8 +488,8 @@ fn crash_child() {
     }
     let dir = PathBuf::from(std::env::var_os(CHILD_DIR_ENV).expect("dir env"));
     let policy = std::env::var(CHILD_POLICY_ENV).expect("policy env");
-    let (log, _) = open_collect(&dir, options(CRASH_SEGMENT_SIZE, crash_policy(&policy)))
-        .expect("child open");
+    let (log, _) =
+        open_collect(&dir, options(CRASH_SEGMENT_SIZE, crash_policy(&policy))).expect("child open");
     let mut stdout = std::io::stdout();
     let mut in_flight = VecDeque::new();
     // A safety net so an orphaned child cannot run forever if the parent dies.
@@ -458,9 +500,14 @@ fn crash_child() {
             in_flight.push_back((n, log.append(crash_payload(n)).expect("child append")));
             n += 1;
         }
-        let Some((seq, ticket)) = in_flight.pop_front() else { break };
+        let Some((seq, ticket)) = in_flight.pop_front() else {
+            break;
+        };
         ticket.wait().expect("child wait");
-        if writeln!(stdout, "durable {seq}").and_then(|()| stdout.flush()).is_err() {
+        if writeln!(stdout, "durable {seq}")
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
             break; // The parent is gone.
         }
     }
@@ -490,7 +537,9 @@ fn crash_rounds(policy: &str) {
         for line in BufReader::new(stdout).lines() {
             let line = line.expect("read child stdout");
             // Skip the test harness's own lines.
-            let Some(n) = line.strip_prefix("durable ") else { continue };
+            let Some(n) = line.strip_prefix("durable ") else {
+                continue;
+            };
             let n: u64 = n.parse().expect("sequence number");
             last_durable = Some(n);
             if n + 1 >= surviving + DURABLE_PER_ROUND {
@@ -509,7 +558,10 @@ fn crash_rounds(policy: &str) {
             "round {round}: record {last_durable} was reported durable but only {surviving} survived"
         );
     }
-    assert!(segments(dir.path()).len() > 3, "the crash test should span several segments");
+    assert!(
+        segments(dir.path()).len() > 3,
+        "the crash test should span several segments"
+    );
 }
 
 #[test]

@@ -19,12 +19,16 @@ fn open(dir: &Path, schema: Schema) -> Result<Datastore, OpenError> {
 fn commit_rows(ds: &Datastore, people: &[&str], targets: &[u64]) {
     let mut tx = ds.begin_mut_tx();
     for name in people {
-        tx.insert(PERSON, person(0, name, 30)).expect("insert person");
+        tx.insert(PERSON, person(0, name, 30))
+            .expect("insert person");
     }
     for t in targets {
         tx.insert(DAMAGE, damage(0, *t, 5)).expect("insert damage");
     }
-    tx.commit().expect("commit").wait_durable().expect("durable");
+    tx.commit()
+        .expect("commit")
+        .wait_durable()
+        .expect("durable");
 }
 
 /// The raw payloads of the log in `dir`.
@@ -81,7 +85,10 @@ fn test_event_table_replay_ignores_inserts() {
     let read = ds.read();
     assert_eq!(read.offset(), 2);
     assert_eq!(read.rows(PERSON).len(), 2, "persistent rows replayed");
-    assert!(read.rows(DAMAGE).is_empty(), "event rows never become state");
+    assert!(
+        read.rows(DAMAGE).is_empty(),
+        "event rows never become state"
+    );
 }
 
 #[test]
@@ -93,13 +100,18 @@ fn event_auto_inc_continues_after_reopen() {
             let mut tx = ds.begin_mut_tx();
             let row = tx.insert(DAMAGE, damage(0, target, 1)).expect("insert");
             assert_eq!(row[0], Value::U64(target));
-            tx.commit().expect("commit").wait_durable().expect("durable");
+            tx.commit()
+                .expect("commit")
+                .wait_durable()
+                .expect("durable");
         }
     }
     let ds = open(dir.path(), schema()).expect("reopen");
     let mut tx = ds.begin_mut_tx();
     let row = tx.insert(DAMAGE, damage(0, 9, 1)).expect("insert");
-    let Value::U64(id) = row[0] else { panic!("id is u64") };
+    let Value::U64(id) = row[0] else {
+        panic!("id is u64")
+    };
     assert!(id >= 3, "sequence reused a value after reopen: {id}");
 }
 
@@ -109,7 +121,8 @@ fn sequence_values_drawn_by_a_failed_transaction_are_not_reused_after_reopen() {
     {
         let ds = open(dir.path(), schema()).expect("open");
         let mut tx = ds.begin_mut_tx();
-        tx.insert(PERSON, person(0, "lost", 1)).expect("insert draws 1");
+        tx.insert(PERSON, person(0, "lost", 1))
+            .expect("insert draws 1");
         tx.rollback();
         commit_rows(&ds, &["kept"], &[]);
     }
@@ -181,8 +194,12 @@ fn event_table_columns_may_change_and_replay_succeeds() {
         let ds = open(dir.path(), changed.clone()).expect("event table reschema");
         assert_eq!(ds.last_migration().ended_tables, vec!["damage".into()]);
         let mut tx = ds.begin_mut_tx();
-        tx.insert(DAMAGE, tidings_engine::row![0u64, "burn"]).expect("new shape");
-        tx.commit().expect("commit").wait_durable().expect("durable");
+        tx.insert(DAMAGE, tidings_engine::row![0u64, "burn"])
+            .expect("new shape");
+        tx.commit()
+            .expect("commit")
+            .wait_durable()
+            .expect("durable");
     }
     // Replay decodes each record with the schema in force at its offset.
     let ds = open(dir.path(), changed).expect("replay across the schema change");
@@ -221,12 +238,18 @@ fn compatible_migration_adds_tables_indexes_and_changes_access() {
     let mut tx = ds.begin_mut_tx();
     let by_name_age = tx.index_id(PERSON, &["name", "age"]).expect("new index");
     assert_eq!(
-        tx.seek(PERSON, by_name_age, &[Value::from("bob")]).expect("seek").len(),
+        tx.seek(PERSON, by_name_age, &[Value::from("bob")])
+            .expect("seek")
+            .len(),
         1,
         "the new index covers old rows"
     );
-    tx.insert(tidings_engine::TableId(2), tidings_engine::row!["hi"]).expect("new table");
-    tx.commit().expect("commit").wait_durable().expect("durable");
+    tx.insert(tidings_engine::TableId(2), tidings_engine::row!["hi"])
+        .expect("new table");
+    tx.commit()
+        .expect("commit")
+        .wait_durable()
+        .expect("durable");
     drop(ds);
     let ds = open(dir.path(), v2).expect("reopen after migration");
     assert_eq!(ds.read().rows(tidings_engine::TableId(2)).len(), 1);
@@ -244,11 +267,15 @@ fn incompatible_migration_lists_every_problem_and_writes_nothing() {
         .expect("person v2");
     let bad = Schema::new([person]).expect("schema");
     let err = open(dir.path(), bad).expect_err("incompatible");
-    let OpenError::Migration(m) = err else { panic!("migration error expected") };
+    let OpenError::Migration(m) = err else {
+        panic!("migration error expected")
+    };
     assert_eq!(
         m.problems,
         vec![
-            MigrationProblem::RemoveTable { table: "damage".into() },
+            MigrationProblem::RemoveTable {
+                table: "damage".into()
+            },
             MigrationProblem::ChangeColumns {
                 table: "person".into(),
                 details: "column `name` changes type from string to bytes, column `age` removed"
@@ -267,7 +294,10 @@ fn a_new_unique_constraint_that_the_rows_break_is_refused() {
         let mut tx = ds.begin_mut_tx();
         tx.insert(PERSON, person(0, "a", 7)).expect("insert");
         tx.insert(PERSON, person(0, "b", 7)).expect("insert");
-        tx.commit().expect("commit").wait_durable().expect("durable");
+        tx.commit()
+            .expect("commit")
+            .wait_durable()
+            .expect("durable");
     }
     let tables: Vec<TableSchema> = schema()
         .tables()

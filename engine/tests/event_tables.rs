@@ -10,7 +10,10 @@ fn test_event_table_insert_delete_noop() {
     let ds = ds();
     let mut tx = ds.begin_mut_tx();
     let row = tx.insert(DAMAGE, damage(0, 7, 10)).expect("insert");
-    assert!(tx.delete(DAMAGE, row).expect("delete"), "the row was visible");
+    assert!(
+        tx.delete(DAMAGE, row).expect("delete"),
+        "the row was visible"
+    );
     let commit = tx.commit().expect("commit");
     assert!(
         commit.tx_data.is_none(),
@@ -31,8 +34,14 @@ fn test_event_table_update_only_final_row() {
     let commit = tx.commit().expect("commit");
     let tx_data = commit.tx_data.expect("event rows produce TxData");
     assert_eq!(inserts(&tx_data, DAMAGE), vec![damage(1, 8, 30)]);
-    assert!(deletes(&tx_data, DAMAGE).is_empty(), "event tables never have deletes");
-    assert!(ds.read().rows(DAMAGE).is_empty(), "nothing merged into committed state");
+    assert!(
+        deletes(&tx_data, DAMAGE).is_empty(),
+        "event tables never have deletes"
+    );
+    assert!(
+        ds.read().rows(DAMAGE).is_empty(),
+        "nothing merged into committed state"
+    );
 }
 
 #[test]
@@ -73,7 +82,9 @@ fn event_primary_key_is_enforced_within_a_transaction_and_fresh_in_the_next() {
     let ds = ds();
     let mut tx = ds.begin_mut_tx();
     tx.insert(DAMAGE, damage(5, 1, 1)).expect("insert");
-    let err = tx.insert(DAMAGE, damage(5, 2, 1)).expect_err("duplicate pk");
+    let err = tx
+        .insert(DAMAGE, damage(5, 2, 1))
+        .expect_err("duplicate pk");
     assert!(
         matches!(&err, TxError::UniqueViolation { table, constraint, value }
             if &**table == "damage" && &**constraint == "damage_id_pkey" && value == "5"),
@@ -90,14 +101,17 @@ fn event_unique_column_is_enforced_within_a_transaction_and_fresh_in_the_next() 
     let ds = ds();
     let mut tx = ds.begin_mut_tx();
     tx.insert(DAMAGE, damage(0, 9, 1)).expect("insert");
-    let err = tx.insert(DAMAGE, damage(0, 9, 2)).expect_err("duplicate target");
+    let err = tx
+        .insert(DAMAGE, damage(0, 9, 2))
+        .expect_err("duplicate target");
     assert_eq!(
         err.to_string(),
         "insert into `damage` violates unique constraint `damage_target_key`: key 9 already exists"
     );
     tx.commit().expect("commit");
     let mut tx = ds.begin_mut_tx();
-    tx.insert(DAMAGE, damage(0, 9, 1)).expect("fresh in the next transaction");
+    tx.insert(DAMAGE, damage(0, 9, 1))
+        .expect("fresh in the next transaction");
 }
 
 #[test]
@@ -107,15 +121,27 @@ fn event_index_sees_only_this_transactions_rows() {
     tx.insert(DAMAGE, damage(0, 1, 50)).expect("insert");
     tx.insert(DAMAGE, damage(0, 2, 50)).expect("insert");
     let amount_idx = tx.index_id(DAMAGE, &["amount"]).expect("index");
-    assert_eq!(tx.seek(DAMAGE, amount_idx, &[Value::U32(50)]).expect("seek").len(), 2);
+    assert_eq!(
+        tx.seek(DAMAGE, amount_idx, &[Value::U32(50)])
+            .expect("seek")
+            .len(),
+        2
+    );
     tx.commit().expect("commit");
     let mut tx = ds.begin_mut_tx();
     assert!(
-        tx.seek(DAMAGE, amount_idx, &[Value::U32(50)]).expect("seek").is_empty(),
+        tx.seek(DAMAGE, amount_idx, &[Value::U32(50)])
+            .expect("seek")
+            .is_empty(),
         "last transaction's event rows are gone"
     );
     tx.insert(DAMAGE, damage(0, 3, 50)).expect("insert");
-    assert_eq!(tx.seek(DAMAGE, amount_idx, &[Value::U32(50)]).expect("seek").len(), 1);
+    assert_eq!(
+        tx.seek(DAMAGE, amount_idx, &[Value::U32(50)])
+            .expect("seek")
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -135,7 +161,8 @@ fn identical_event_rows_in_one_transaction_are_one_row() {
     let ds = ds();
     let mut tx = ds.begin_mut_tx();
     tx.insert(DAMAGE, damage(4, 1, 1)).expect("insert");
-    tx.insert(DAMAGE, damage(4, 1, 1)).expect("identical insert is a no-op");
+    tx.insert(DAMAGE, damage(4, 1, 1))
+        .expect("identical insert is a no-op");
     let tx_data = tx.commit().expect("commit").tx_data.expect("TxData");
     assert_eq!(inserts(&tx_data, DAMAGE).len(), 1);
 }

@@ -35,7 +35,10 @@ fn delete_then_reinsert_of_committed_row_is_an_undelete() {
     assert_eq!(tx.count(PERSON).expect("count"), 1);
     tx.insert(PERSON, person(1, "ada", 36)).expect("reinsert");
     assert_eq!(tx.count(PERSON).expect("count"), 2);
-    assert!(tx.commit().expect("commit").tx_data.is_none(), "no net change");
+    assert!(
+        tx.commit().expect("commit").tx_data.is_none(),
+        "no net change"
+    );
     assert_eq!(ds.read().offset(), 1);
 }
 
@@ -44,7 +47,9 @@ fn inserting_an_identical_row_is_a_noop_that_reports_it() {
     let ds = ds();
     seed(&ds);
     let mut tx = ds.begin_mut_tx();
-    let got = tx.insert(PERSON, person(1, "ada", 36)).expect("identical insert");
+    let got = tx
+        .insert(PERSON, person(1, "ada", 36))
+        .expect("identical insert");
     assert_eq!(got, person(1, "ada", 36));
     assert_eq!(tx.count(PERSON).expect("count"), 2);
     assert!(tx.commit().expect("commit").tx_data.is_none());
@@ -77,7 +82,8 @@ fn update_back_to_the_committed_row_cancels_out() {
     seed(&ds);
     let mut tx = ds.begin_mut_tx();
     tx.update(PERSON, person(2, "bob", 21)).expect("update");
-    tx.update(PERSON, person(2, "bob", 20)).expect("update back");
+    tx.update(PERSON, person(2, "bob", 20))
+        .expect("update back");
     assert_eq!(tx.count(PERSON).expect("count"), 2);
     assert!(tx.commit().expect("commit").tx_data.is_none());
 }
@@ -86,7 +92,9 @@ fn update_back_to_the_committed_row_cancels_out() {
 fn update_of_missing_key_names_table_constraint_and_value() {
     let ds = ds();
     let mut tx = ds.begin_mut_tx();
-    let err = tx.update(PERSON, person(9, "z", 1)).expect_err("no such row");
+    let err = tx
+        .update(PERSON, person(9, "z", 1))
+        .expect_err("no such row");
     assert_eq!(
         err.to_string(),
         "update of `person` found no row with person_id_pkey = 9"
@@ -98,7 +106,9 @@ fn unique_violation_against_committed_row_names_everything() {
     let ds = ds();
     seed(&ds);
     let mut tx = ds.begin_mut_tx();
-    let err = tx.insert(PERSON, person(0, "ada", 50)).expect_err("duplicate name");
+    let err = tx
+        .insert(PERSON, person(0, "ada", 50))
+        .expect_err("duplicate name");
     assert_eq!(
         err.to_string(),
         "insert into `person` violates unique constraint `person_name_key`: key \"ada\" already exists"
@@ -113,7 +123,8 @@ fn a_deleted_key_can_be_reused_in_the_same_transaction() {
     seed(&ds);
     let mut tx = ds.begin_mut_tx();
     tx.delete(PERSON, person(1, "ada", 36)).expect("delete");
-    tx.insert(PERSON, person(0, "ada", 37)).expect("name is free after the delete");
+    tx.insert(PERSON, person(0, "ada", 37))
+        .expect("name is free after the delete");
     let tx_data = tx.commit().expect("commit").tx_data.expect("TxData");
     assert_eq!(inserts(&tx_data, PERSON), vec![person(3, "ada", 37)]);
 }
@@ -123,7 +134,17 @@ fn bad_rows_get_typed_errors_naming_table_and_column() {
     let ds = ds();
     let mut tx = ds.begin_mut_tx();
     let arity = tx.insert(PERSON, row![1u64, "x"]).expect_err("arity");
-    assert!(matches!(arity, TxError::Row(RowError::Arity { expected: 3, got: 2, .. })), "{arity}");
+    assert!(
+        matches!(
+            arity,
+            TxError::Row(RowError::Arity {
+                expected: 3,
+                got: 2,
+                ..
+            })
+        ),
+        "{arity}"
+    );
     let ty = tx.insert(PERSON, row![1u64, 5u8, 3u32]).expect_err("type");
     assert_eq!(
         ty.to_string(),
@@ -147,8 +168,10 @@ fn nan_is_rejected() {
         .expect_err("NaN");
     assert_eq!(err.to_string(), "column `f.x` cannot hold NaN");
     // -0.0 and 0.0 are one row.
-    tx.insert(tidings_engine::TableId(0), row![0.0f64]).expect("zero");
-    tx.insert(tidings_engine::TableId(0), row![-0.0f64]).expect("negative zero");
+    tx.insert(tidings_engine::TableId(0), row![0.0f64])
+        .expect("zero");
+    tx.insert(tidings_engine::TableId(0), row![-0.0f64])
+        .expect("negative zero");
     assert_eq!(tx.count(tidings_engine::TableId(0)).expect("count"), 1);
 }
 
@@ -160,7 +183,11 @@ fn sequences_never_reuse_a_value_after_a_failed_transaction() {
     tx.rollback();
     let mut tx = ds.begin_mut_tx();
     let r = tx.insert(PERSON, person(0, "b", 1)).expect("insert");
-    assert_eq!(r[0], Value::U64(2), "value 1 was drawn by the rolled-back transaction");
+    assert_eq!(
+        r[0],
+        Value::U64(2),
+        "value 1 was drawn by the rolled-back transaction"
+    );
 }
 
 #[test]
@@ -170,7 +197,8 @@ fn offsets_are_dense_and_skip_noop_commits() {
     for i in 0..3u32 {
         let mut tx = ds.begin_mut_tx();
         if i != 1 {
-            tx.insert(PERSON, person(0, &format!("p{i}"), i)).expect("insert");
+            tx.insert(PERSON, person(0, &format!("p{i}"), i))
+                .expect("insert");
         }
         offsets.push(tx.commit().expect("commit").offset());
     }
@@ -183,8 +211,14 @@ fn commit_timestamps_never_decrease() {
     let mut last = tidings_engine::Timestamp(i64::MIN);
     for i in 0..20u32 {
         let mut tx = ds.begin_mut_tx();
-        tx.insert(PERSON, person(0, &format!("p{i}"), i)).expect("insert");
-        let ts = tx.commit().expect("commit").tx_data.expect("TxData").timestamp;
+        tx.insert(PERSON, person(0, &format!("p{i}"), i))
+            .expect("insert");
+        let ts = tx
+            .commit()
+            .expect("commit")
+            .tx_data
+            .expect("TxData")
+            .timestamp;
         assert!(ts >= last);
         last = ts;
     }
@@ -213,7 +247,13 @@ fn index_range_scans_see_committed_and_new_rows_minus_deletes() {
     tx.delete(PERSON, person(1, "ada", 36)).expect("delete");
     let age = tx.index_id(PERSON, &["age"]).expect("age index");
     let mut got = tx
-        .range(PERSON, age, &[], Bound::Included(&Value::U32(20)), Bound::Excluded(&Value::U32(40)))
+        .range(
+            PERSON,
+            age,
+            &[],
+            Bound::Included(&Value::U32(20)),
+            Bound::Excluded(&Value::U32(40)),
+        )
         .expect("range");
     got.sort();
     assert_eq!(got, vec![person(2, "bob", 20), person(3, "cy", 30)]);
@@ -278,7 +318,8 @@ fn no_reader_ever_observes_a_half_merged_commit() {
         for r in rows {
             let Value::I64(b) = r[1] else { unreachable!() };
             let delta = if r[0] == Value::U8(0) { -1 } else { 1 };
-            tx.update(acct, row![r[0].clone(), b + delta]).expect("update");
+            tx.update(acct, row![r[0].clone(), b + delta])
+                .expect("update");
         }
         tx.insert(log, row![n]).expect("log");
         tx.commit().expect("commit");
@@ -307,10 +348,17 @@ fn commit_gate_holds_the_next_merge_until_the_previous_offset_is_acknowledged() 
     // The writer cannot merge offset 2 until offset 1 is acknowledged.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !ds.commit_waiting_at_gate() {
-        assert!(std::time::Instant::now() < deadline, "writer never reached the gate");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "writer never reached the gate"
+        );
         std::thread::yield_now();
     }
-    assert_eq!(ds.read().offset(), 1, "offset 2 merged before offset 1 was acknowledged");
+    assert_eq!(
+        ds.read().offset(),
+        1,
+        "offset 2 merged before offset 1 was acknowledged"
+    );
     assert!(!writer.is_finished());
     ds.acknowledge_evaluated(1);
     assert_eq!(writer.join().expect("writer"), Some(2));
@@ -327,7 +375,9 @@ fn reinserting_a_deleted_row_whose_key_a_new_row_took_is_a_unique_violation() {
     tx.commit().expect("commit");
     let mut tx = ds.begin_mut_tx();
     tx.update(PERSON, person(3, "a", 0)).expect("update");
-    let err = tx.insert(PERSON, person(3, "a", 2)).expect_err("pk 3 is taken by the update");
+    let err = tx
+        .insert(PERSON, person(3, "a", 2))
+        .expect_err("pk 3 is taken by the update");
     assert!(matches!(err, TxError::UniqueViolation { .. }), "{err}");
     assert_eq!(tx.scan(PERSON).expect("scan"), vec![person(3, "a", 0)]);
 }

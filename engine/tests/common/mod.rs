@@ -51,10 +51,14 @@ pub fn damage(id: u64, target: u64, amount: u32) -> Row {
 
 /// The inserts TxData recorded for `table` (empty when the table is absent).
 pub fn inserts(tx: &TxData, table: TableId) -> Vec<Row> {
-    tx.table(table).map(|t| t.inserts.to_vec()).unwrap_or_default()
+    tx.table(table)
+        .map(|t| t.inserts.to_vec())
+        .unwrap_or_default()
 }
 
 /// The deletes TxData recorded for `table` (empty when the table is absent).
 pub fn deletes(tx: &TxData, table: TableId) -> Vec<Row> {
-    tx.table(table).map(|t| t.deletes.to_vec()).unwrap_or_default()
+    tx.table(table)
+        .map(|t| t.deletes.to_vec())
+        .unwrap_or_default()
 }
