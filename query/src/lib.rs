@@ -11,6 +11,9 @@
 //! 4. [`exec`]: full evaluation against committed state (initial rows, one-off queries).
 //! 5. [`delta`]: incremental evaluation of one commit's TxData against the post-state.
 //!
+//! Beside the pipeline: [`registry`] shares equal queries and prunes, per commit, the
+//! queries a commit cannot change.
+//!
 //! [`compile`] runs stages 1 to 3. Read [`Plan`], [`exec::evaluate`] and
 //! [`delta::evaluate_delta`] first.
 //!
@@ -18,17 +21,21 @@
 //! sessions or the wire format.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod builder;
 pub mod check;
 pub mod delta;
 pub mod exec;
 pub mod parse;
 pub mod plan;
+pub mod registry;
+pub mod view;
 
 pub use check::{Caller, CheckError, Pred, Side, Source, TypedQuery};
 pub use delta::{QueryDelta, evaluate_delta};
 pub use exec::{evaluate, evaluate_rows};
 pub use parse::error::ParseError;
 pub use plan::{EVENT_LOOKUP_ERROR, Plan, PlanError, QueryKey};
+pub use registry::{QueryId, Registry};
 
 use thiserror::Error;
 use tidings_engine::Schema;
