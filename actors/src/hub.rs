@@ -1,0 +1,424 @@
+//! Per-arbiter hubs: fan-out of one commit to the sessions living on one arbiter.
+//!
+//! The manager sends each hub one shared `Arc` of a commit's updates, never one message
+//! per session. The hub owns its sessions' delivery state in a slotmap (queue, protocol,
+//! query sets with their snapshot offsets) and an index from query to local (session,
+//! query set) pairs, so fanning a commit out costs one lookup per changed query and one
+//! small envelope per affected session, appended straight to that session's queue.
+//!
+//! For a reducer's caller the hub folds the caller's own update into its `ReducerResult`
+//! (v2) or its `TransactionUpdate` with the full reducer event (v1); every other session
+//! gets a bare `TransactionUpdate` (v1: with the reducer event emptied).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use actix::prelude::*;
+use hashbrown::HashMap;
+use slotmap::{SlotMap, new_key_type};
+use smallvec::SmallVec;
+use tidings_query::QueryId;
+
+use crate::manager::{CommitBroadcast, SessionDropped};
+use crate::messages::{
+    ConnectionId, Envelope, Protocol, QuerySetId, QuerySetUpdate, ReducerEvent, ReducerOutcome,
+    ReducerStatus, ServerMessage, TransactionUpdate,
+};
+use crate::metrics::Metrics;
+use crate::queue::{Pushed, SessionQueue};
+
+new_key_type! {
+    struct SessionKey;
+}
+
+/// One query of a query set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SetQuery {
+    /// The registered query.
+    pub id: QueryId,
+    /// Whether it returns event rows.
+    pub returns_event: bool,
+}
+
+struct QuerySet {
+    /// Snapshot offset: only commits after it are delivered.
+    from_offset: u64,
+    queries: SmallVec<[SetQuery; 2]>,
+}
+
+struct Session {
+    connection: ConnectionId,
+    protocol: Protocol,
+    queue: Arc<SessionQueue>,
+    sets: HashMap<QuerySetId, QuerySet>,
+}
+
+/// A hub actor; one per pool arbiter.
+pub struct Hub {
+    sessions: SlotMap<SessionKey, Session>,
+    by_connection: HashMap<ConnectionId, SessionKey>,
+    by_query: HashMap<QueryId, Vec<(SessionKey, QuerySetId)>>,
+    manager: Option<Recipient<SessionDropped>>,
+    metrics: Arc<Metrics>,
+    /// Reused per commit: each affected session's query-set updates.
+    scratch: HashMap<SessionKey, Vec<QuerySetUpdate>>,
+}
+
+impl Hub {
+    /// An empty hub.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Hub {
+            sessions: SlotMap::with_key(),
+            by_connection: HashMap::new(),
+            by_query: HashMap::new(),
+            manager: None,
+            metrics,
+            scratch: HashMap::new(),
+        }
+    }
+
+    fn push(&mut self, key: SessionKey, envelope: Envelope) {
+        let Some(s) = self.sessions.get(key) else {
+            return;
+        };
+        match s.queue.push(envelope) {
+            Pushed::Queued | Pushed::QueuedWasEmpty => {
+                self.metrics.deliveries.fetch_add(1, Ordering::Relaxed);
+            }
+            Pushed::Dropped => {
+                let reason = s.queue.dropped_reason().unwrap_or_default();
+                tracing::warn!(connection = s.connection.0, %reason, "dropping session");
+                self.metrics.count_drop(&reason);
+                if let Some(m) = &self.manager {
+                    m.do_send(SessionDropped {
+                        connection: s.connection,
+                    });
+                }
+            }
+            Pushed::Gone => {}
+        }
+    }
+
+    fn remove_session(&mut self, key: SessionKey) {
+        let Some(s) = self.sessions.remove(key) else {
+            return;
+        };
+        self.by_connection.remove(&s.connection);
+        for (qs, set) in s.sets {
+            for q in set.queries {
+                self.unindex(q.id, key, qs);
+            }
+        }
+    }
+
+    fn unindex(&mut self, id: QueryId, key: SessionKey, qs: QuerySetId) {
+        if let Some(list) = self.by_query.get_mut(&id) {
+            if let Some(p) = list.iter().position(|e| *e == (key, qs)) {
+                list.swap_remove(p);
+            }
+            if list.is_empty() {
+                self.by_query.remove(&id);
+            }
+        }
+    }
+
+    fn commit(&mut self, b: &CommitBroadcast, confirmed_reads: bool) {
+        let mut per_session = std::mem::take(&mut self.scratch);
+        if let Some(offset) = b.tx_offset {
+            for (id, update) in &b.updates {
+                for &(key, qs) in self.by_query.get(id).into_iter().flatten() {
+                    let Some(set) = self.sessions.get(key).and_then(|s| s.sets.get(&qs)) else {
+                        continue;
+                    };
+                    if offset <= set.from_offset {
+                        continue;
+                    }
+                    let sets = per_session.entry(key).or_default();
+                    match sets.iter_mut().find(|u| u.query_set_id == qs) {
+                        Some(u) => u.tables.push(update.clone()),
+                        None => sets.push(QuerySetUpdate {
+                            query_set_id: qs,
+                            tables: vec![update.clone()],
+                        }),
+                    }
+                }
+            }
+        }
+        let caller = b
+            .call
+            .as_ref()
+            .and_then(|c| self.by_connection.get(&c.connection).map(|k| (*k, c)));
+        let durable_for_all = if confirmed_reads {
+            b.durable.clone()
+        } else {
+            None
+        };
+        let update = |query_sets: Vec<QuerySetUpdate>, reducer_event| TransactionUpdate {
+            tx_offset: b.tx_offset.unwrap_or(0),
+            timestamp: b.timestamp,
+            query_sets,
+            reducer_event,
+        };
+        for (key, mut sets) in per_session.drain() {
+            if caller.is_some_and(|(k, _)| k == key) {
+                continue;
+            }
+            let Some(s) = self.sessions.get(key) else {
+                continue;
+            };
+            sets.sort_by_key(|u| u.query_set_id);
+            let event = (s.protocol == Protocol::V1).then(|| ReducerEvent {
+                reducer: String::new(),
+                args: Vec::new(),
+                caller: Default::default(),
+                status: b
+                    .call
+                    .as_ref()
+                    .map_or(ReducerStatus::Committed(Vec::new()), |c| c.status.clone()),
+            });
+            let envelope = Envelope {
+                message: Arc::new(ServerMessage::TransactionUpdate(update(sets, event))),
+                durable: durable_for_all.clone(),
+            };
+            self.push(key, envelope);
+        }
+        if let Some((key, call)) = caller {
+            let mut sets = self.take_caller_sets(b, key);
+            sets.sort_by_key(|u| u.query_set_id);
+            let Some(s) = self.sessions.get(key) else {
+                self.scratch = per_session;
+                return;
+            };
+            let message = match s.protocol {
+                Protocol::V2 => ServerMessage::ReducerResult {
+                    request_id: call.request_id,
+                    tx_offset: b.tx_offset,
+                    timestamp: b.timestamp,
+                    outcome: match &call.status {
+                        ReducerStatus::Committed(value) => ReducerOutcome::Ok {
+                            value: value.clone(),
+                            update: update(sets, None),
+                        },
+                        ReducerStatus::Failed(e) => ReducerOutcome::Err(e.clone()),
+                        ReducerStatus::InternalError(e) => ReducerOutcome::InternalError(e.clone()),
+                    },
+                },
+                Protocol::V1 => ServerMessage::TransactionUpdate(update(
+                    sets,
+                    Some(ReducerEvent {
+                        reducer: call.reducer.clone(),
+                        args: call.args.clone(),
+                        caller: call.caller,
+                        status: call.status.clone(),
+                    }),
+                )),
+            };
+            self.push(
+                key,
+                Envelope {
+                    message: Arc::new(message),
+                    durable: b.durable.clone(),
+                },
+            );
+        }
+        self.scratch = per_session;
+    }
+
+    /// The caller's own query-set updates (recomputed: the caller was skipped above).
+    fn take_caller_sets(&self, b: &CommitBroadcast, key: SessionKey) -> Vec<QuerySetUpdate> {
+        let (Some(offset), Some(s)) = (b.tx_offset, self.sessions.get(key)) else {
+            return Vec::new();
+        };
+        let mut out: Vec<QuerySetUpdate> = Vec::new();
+        for (qs, set) in &s.sets {
+            if offset <= set.from_offset {
+                continue;
+            }
+            let tables: Vec<_> = set
+                .queries
+                .iter()
+                .filter_map(|q| b.updates.get(&q.id).cloned())
+                .collect();
+            if !tables.is_empty() {
+                out.push(QuerySetUpdate {
+                    query_set_id: *qs,
+                    tables,
+                });
+            }
+        }
+        out
+    }
+}
+
+impl Actor for Hub {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(usize::MAX);
+    }
+}
+
+/// Tells a hub where to report dropped sessions.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct HubSetManager(pub Recipient<SessionDropped>);
+
+impl Handler<HubSetManager> for Hub {
+    type Result = ();
+    fn handle(&mut self, msg: HubSetManager, _: &mut Self::Context) {
+        self.manager = Some(msg.0);
+    }
+}
+
+/// A session joins this hub.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct HubAttach {
+    /// The connection.
+    pub connection: ConnectionId,
+    /// Its protocol.
+    pub protocol: Protocol,
+    /// Its queue.
+    pub queue: Arc<SessionQueue>,
+    /// The first message to deliver.
+    pub initial: Envelope,
+}
+
+impl Handler<HubAttach> for Hub {
+    type Result = ();
+    fn handle(&mut self, msg: HubAttach, _: &mut Self::Context) {
+        let key = self.sessions.insert(Session {
+            connection: msg.connection,
+            protocol: msg.protocol,
+            queue: msg.queue,
+            sets: HashMap::new(),
+        });
+        self.by_connection.insert(msg.connection, key);
+        self.push(key, msg.initial);
+    }
+}
+
+/// A session leaves this hub.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct HubDetach {
+    /// The connection.
+    pub connection: ConnectionId,
+}
+
+impl Handler<HubDetach> for Hub {
+    type Result = ();
+    fn handle(&mut self, msg: HubDetach, _: &mut Self::Context) {
+        if let Some(key) = self.by_connection.get(&msg.connection).copied() {
+            self.remove_session(key);
+        }
+    }
+}
+
+/// A query set is in force for a session.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct HubSubscribed {
+    /// The connection.
+    pub connection: ConnectionId,
+    /// The set.
+    pub query_set_id: QuerySetId,
+    /// Its queries.
+    pub queries: Vec<SetQuery>,
+    /// The snapshot offset.
+    pub from_offset: u64,
+    /// The `SubscribeApplied` to deliver.
+    pub envelope: Envelope,
+}
+
+impl Handler<HubSubscribed> for Hub {
+    type Result = ();
+    fn handle(&mut self, msg: HubSubscribed, _: &mut Self::Context) {
+        let Some(key) = self.by_connection.get(&msg.connection).copied() else {
+            return;
+        };
+        for q in &msg.queries {
+            self.by_query
+                .entry(q.id)
+                .or_default()
+                .push((key, msg.query_set_id));
+        }
+        if let Some(s) = self.sessions.get_mut(key) {
+            s.sets.insert(
+                msg.query_set_id,
+                QuerySet {
+                    from_offset: msg.from_offset,
+                    queries: msg.queries.into_iter().collect(),
+                },
+            );
+        }
+        self.push(key, msg.envelope);
+    }
+}
+
+/// A query set ended for a session.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct HubUnsubscribed {
+    /// The connection.
+    pub connection: ConnectionId,
+    /// The set.
+    pub query_set_id: QuerySetId,
+    /// The `UnsubscribeApplied` to deliver.
+    pub envelope: Envelope,
+}
+
+impl Handler<HubUnsubscribed> for Hub {
+    type Result = ();
+    fn handle(&mut self, msg: HubUnsubscribed, _: &mut Self::Context) {
+        let Some(key) = self.by_connection.get(&msg.connection).copied() else {
+            return;
+        };
+        if let Some(set) = self
+            .sessions
+            .get_mut(key)
+            .and_then(|s| s.sets.remove(&msg.query_set_id))
+        {
+            for q in set.queries {
+                self.unindex(q.id, key, msg.query_set_id);
+            }
+        }
+        self.push(key, msg.envelope);
+    }
+}
+
+/// A message for one session.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct HubSend {
+    /// The connection.
+    pub connection: ConnectionId,
+    /// The message.
+    pub envelope: Envelope,
+}
+
+impl Handler<HubSend> for Hub {
+    type Result = ();
+    fn handle(&mut self, msg: HubSend, _: &mut Self::Context) {
+        if let Some(key) = self.by_connection.get(&msg.connection).copied() {
+            self.push(key, msg.envelope);
+        }
+    }
+}
+
+/// A commit to fan out.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct HubCommit {
+    /// The shared broadcast.
+    pub broadcast: Arc<CommitBroadcast>,
+    /// Whether every update waits for durability.
+    pub confirmed_reads: bool,
+}
+
+impl Handler<HubCommit> for Hub {
+    type Result = ();
+    fn handle(&mut self, msg: HubCommit, _: &mut Self::Context) {
+        self.commit(&msg.broadcast, msg.confirmed_reads);
+    }
+}

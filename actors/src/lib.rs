@@ -1,0 +1,39 @@
+//! tidings-actors: the actor system an application embeds.
+//!
+//! Data flows one way, through these modules:
+//!
+//! 1. [`module`]: the application's tables, reducers and visibility rules.
+//! 2. [`transaction`]: the [`TransactionActor`] runs reducers one at a time on its own
+//!    thread, commits, and sends each commit's TxData onward; client requests pass
+//!    through its FIFO so they stay ordered against commits.
+//! 3. [`manager`]: the [`SubscriptionManager`] compiles subscriptions, evaluates each
+//!    distinct affected query once per commit under the commit gate, and sends one
+//!    shared broadcast per hub.
+//! 4. [`hub`]: one [`hub::Hub`] per pool arbiter fans a commit out to its sessions'
+//!    queues ([`queue`]), enforcing each queue's bound at the sender.
+//! 5. [`client`]: the in-process SDK drains its queue, applies whole transactions to its
+//!    cache and runs callbacks on the application's thread.
+//!
+//! [`messages`] holds the protocol values (v1 and v2), [`system`] starts everything
+//! ([`Tidings`]), [`metrics`] counts. Read [`Tidings`], [`DbConnection`] and
+//! [`manager::SubscriptionManager`] first.
+//!
+//! The engine below knows nothing of actors; the query crate knows nothing of sessions.
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
+pub mod client;
+pub mod hub;
+pub mod manager;
+pub mod messages;
+pub mod metrics;
+pub mod module;
+pub mod queue;
+pub mod system;
+pub mod transaction;
+
+pub use client::{ConnectOptions, DbConnection, Event, EventContext, SubscriptionHandle};
+pub use manager::SubscriptionManager;
+pub use messages::{Protocol, V1_EVENT_TABLE_ERROR};
+pub use module::{Module, ReducerContext, ReducerError};
+pub use system::{Tidings, TidingsBuilder, TidingsError};
+pub use transaction::{CallResult, TransactionActor};

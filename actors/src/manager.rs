@@ -1,0 +1,618 @@
+//! The subscription manager: compiles subscriptions, evaluates each commit once per
+//! distinct affected query, and hands the results to the hubs.
+//!
+//! It is the only emitter of server-to-client messages, and emits them in offset order:
+//! requests reach it through the transaction actor's FIFO, interleaved with commits
+//! exactly as they happened. For each commit it reads the post-state (the commit gate
+//! keeps the next merge waiting until it acknowledges the offset), asks the registry
+//! which queries the commit can change, evaluates each of those once, wraps each delta
+//! in one shared `Arc`, and sends one broadcast per hub that has an interested session.
+//!
+//! A query set registered from a snapshot at offset O receives exactly the commits after
+//! O: the snapshot and the registration happen under one read guard, and the hub skips
+//! any broadcast at or below a set's snapshot offset.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use actix::prelude::*;
+use hashbrown::HashMap;
+use smallvec::SmallVec;
+use tidings_engine::commitlog::Durable;
+use tidings_engine::{CommittedState, Datastore, Identity, Timestamp, TxData, TxOffset};
+use tidings_query::{Caller, Plan, QueryId, Registry, compile, evaluate_delta, evaluate_rows};
+
+use crate::hub::{
+    Hub, HubAttach, HubCommit, HubDetach, HubSend, HubSubscribed, HubUnsubscribed, SetQuery,
+};
+use crate::messages::{
+    ClientMessage, ConnectionId, Envelope, Protocol, QuerySetId, ReducerStatus, RequestId,
+    ServerMessage, TableRows, TableUpdate, V1_EVENT_TABLE_ERROR, V1_LEGACY_QUERY_SET,
+};
+use crate::metrics::Metrics;
+use crate::queue::SessionQueue;
+
+/// A reducer call from a connection, as its result must be reported.
+#[derive(Debug, Clone)]
+pub struct CallInfo {
+    /// The caller's connection.
+    pub connection: ConnectionId,
+    /// Its request id.
+    pub request_id: RequestId,
+    /// Reducer name.
+    pub reducer: String,
+    /// Arguments (v1 echoes them to the caller).
+    pub args: Vec<u8>,
+    /// Caller identity.
+    pub caller: Identity,
+    /// When the reducer ran.
+    pub timestamp: Timestamp,
+    /// What happened.
+    pub status: ReducerStatus,
+}
+
+/// A commit (or a call that committed nothing) from the transaction actor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Committed {
+    /// The commit's TxData, when something was committed.
+    pub tx_data: Option<Arc<TxData>>,
+    /// The reducer call, when a connection made it.
+    pub call: Option<CallInfo>,
+    /// Durability ticket of the commit.
+    pub durable: Option<Durable>,
+}
+
+/// Requests handled by the manager, always routed through the transaction actor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum ManagerRequest {
+    /// A new connection.
+    Connect {
+        /// Its id.
+        connection: ConnectionId,
+        /// Its identity.
+        identity: Identity,
+        /// Whether it holds the owner's rights (bypasses visibility rules).
+        is_owner: bool,
+        /// Its protocol.
+        protocol: Protocol,
+        /// Where its messages go.
+        queue: Arc<SessionQueue>,
+    },
+    /// The connection went away.
+    Disconnect {
+        /// Its id.
+        connection: ConnectionId,
+    },
+    /// A subscription or one-off request of a connection.
+    Client {
+        /// Its id.
+        connection: ConnectionId,
+        /// The request.
+        message: ClientMessage,
+    },
+}
+
+/// What a commit broadcast carries to the hubs: every changed query's rows, shared.
+#[derive(Debug)]
+pub struct CommitBroadcast {
+    /// The commit offset (`None` for a call that committed nothing).
+    pub tx_offset: Option<TxOffset>,
+    /// Commit time.
+    pub timestamp: Timestamp,
+    /// Per changed query: its rows.
+    pub updates: HashMap<QueryId, TableUpdate>,
+    /// The call, for its caller's result.
+    pub call: Option<CallInfo>,
+    /// Durability ticket.
+    pub durable: Option<Durable>,
+}
+
+struct ClientEntry {
+    hub: usize,
+    identity: Identity,
+    is_owner: bool,
+    protocol: Protocol,
+    sets: HashMap<QuerySetId, Vec<SetQuery>>,
+}
+
+/// The subscription manager actor.
+pub struct SubscriptionManager {
+    ds: Datastore,
+    registry: Registry,
+    hubs: Vec<Addr<Hub>>,
+    clients: HashMap<ConnectionId, ClientEntry>,
+    /// For each query, how many query sets on each hub hold it.
+    query_hubs: HashMap<QueryId, SmallVec<[(usize, u32); 2]>>,
+    metrics: Arc<Metrics>,
+    confirmed_reads: bool,
+    next_hub: usize,
+}
+
+impl SubscriptionManager {
+    /// A manager over `ds` delivering through `hubs`.
+    pub fn new(
+        ds: Datastore,
+        hubs: Vec<Addr<Hub>>,
+        metrics: Arc<Metrics>,
+        confirmed_reads: bool,
+    ) -> Self {
+        SubscriptionManager {
+            ds,
+            registry: Registry::new(),
+            hubs,
+            clients: HashMap::new(),
+            query_hubs: HashMap::new(),
+            metrics,
+            confirmed_reads,
+            next_hub: 0,
+        }
+    }
+
+    fn send(&self, connection: ConnectionId, message: ServerMessage) {
+        if let Some(c) = self.clients.get(&connection) {
+            self.hubs[c.hub].do_send(HubSend {
+                connection,
+                envelope: Envelope::now(message),
+            });
+        }
+    }
+
+    fn error(
+        &self,
+        connection: ConnectionId,
+        request_id: Option<RequestId>,
+        query_set_id: Option<QuerySetId>,
+        error: String,
+    ) {
+        self.send(
+            connection,
+            ServerMessage::SubscriptionError {
+                request_id,
+                query_set_id,
+                error,
+            },
+        );
+    }
+
+    /// Compiles every query of a subscription for `connection`; all or nothing.
+    fn compile_all(
+        &self,
+        client: &ClientEntry,
+        queries: &[String],
+        state: &CommittedState,
+    ) -> Result<Vec<Plan>, String> {
+        let caller = Caller {
+            identity: client.identity,
+            is_owner: client.is_owner,
+        };
+        let mut plans = Vec::new();
+        for q in queries {
+            let compiled = compile(q, state.schema(), state.schema_version(), caller)
+                .map_err(|e| format!("query `{q}`: {e}"))?;
+            plans.extend(compiled);
+        }
+        if client.protocol == Protocol::V1 && plans.iter().any(Plan::returns_event_table) {
+            return Err(V1_EVENT_TABLE_ERROR.to_string());
+        }
+        Ok(plans)
+    }
+
+    fn subscribe(
+        &mut self,
+        connection: ConnectionId,
+        request_id: RequestId,
+        query_set_id: QuerySetId,
+        queries: &[String],
+        replace: bool,
+    ) {
+        let Some(client) = self.clients.get(&connection) else {
+            return;
+        };
+        if !replace && client.sets.contains_key(&query_set_id) {
+            return self.error(
+                connection,
+                Some(request_id),
+                Some(query_set_id),
+                format!("query set {query_set_id} is already subscribed; unsubscribe it first or choose another id"),
+            );
+        }
+        let ds = self.ds.clone();
+        let state = ds.read();
+        let plans = match self.compile_all(client, queries, &state) {
+            Ok(p) => p,
+            Err(e) => return self.error(connection, Some(request_id), Some(query_set_id), e),
+        };
+        let hub = client.hub;
+        if replace {
+            drop(state);
+            self.unsubscribe(connection, request_id, query_set_id, false, true);
+            return self.subscribe(connection, request_id, query_set_id, queries, false);
+        }
+        let mut tables = Vec::new();
+        let mut set = Vec::new();
+        for plan in plans {
+            let rows = evaluate_rows(&plan, &state);
+            let table = plan.returned_table_name().clone();
+            let returns_event = plan.returns_event_table();
+            let id = self.registry.register(plan, &state);
+            self.add_query_hub(id, hub);
+            if !rows.is_empty() {
+                tables.push(TableUpdate {
+                    table,
+                    rows: Arc::new(TableRows::Persistent {
+                        inserts: rows,
+                        deletes: Vec::new(),
+                    }),
+                });
+            }
+            set.push(SetQuery { id, returns_event });
+        }
+        let tx_offset = state.offset();
+        drop(state);
+        self.metrics
+            .queries
+            .store(self.registry.len() as u64, Ordering::Relaxed);
+        if let Some(c) = self.clients.get_mut(&connection) {
+            c.sets.insert(query_set_id, set.clone());
+        }
+        self.hubs[hub].do_send(HubSubscribed {
+            connection,
+            query_set_id,
+            queries: set,
+            from_offset: tx_offset,
+            envelope: Envelope::now(ServerMessage::SubscribeApplied {
+                request_id,
+                query_set_id,
+                tx_offset,
+                tables,
+            }),
+        });
+    }
+
+    fn add_query_hub(&mut self, id: QueryId, hub: usize) {
+        let hubs = self.query_hubs.entry(id).or_default();
+        match hubs.iter_mut().find(|(h, _)| *h == hub) {
+            Some((_, n)) => *n += 1,
+            None => hubs.push((hub, 1)),
+        }
+    }
+
+    fn drop_query(&mut self, id: QueryId, hub: usize) {
+        if let Some(hubs) = self.query_hubs.get_mut(&id) {
+            if let Some(p) = hubs.iter().position(|(h, _)| *h == hub) {
+                hubs[p].1 -= 1;
+                if hubs[p].1 == 0 {
+                    hubs.swap_remove(p);
+                }
+            }
+            if hubs.is_empty() {
+                self.query_hubs.remove(&id);
+            }
+        }
+        self.registry.unregister(id);
+    }
+
+    fn unsubscribe(
+        &mut self,
+        connection: ConnectionId,
+        request_id: RequestId,
+        query_set_id: QuerySetId,
+        send_rows: bool,
+        quiet_if_missing: bool,
+    ) {
+        let Some(client) = self.clients.get_mut(&connection) else {
+            return;
+        };
+        let hub = client.hub;
+        let Some(set) = client.sets.remove(&query_set_id) else {
+            if !quiet_if_missing {
+                self.error(
+                    connection,
+                    Some(request_id),
+                    Some(query_set_id),
+                    format!("unknown query set {query_set_id}"),
+                );
+            }
+            return;
+        };
+        let state = self.ds.read();
+        let tables = send_rows.then(|| {
+            set.iter()
+                .filter_map(|q| {
+                    let plan = self.registry.plan(q.id)?;
+                    let rows = evaluate_rows(plan, &state);
+                    (!rows.is_empty()).then(|| TableUpdate {
+                        table: plan.returned_table_name().clone(),
+                        rows: Arc::new(TableRows::Persistent {
+                            inserts: Vec::new(),
+                            deletes: rows,
+                        }),
+                    })
+                })
+                .collect()
+        });
+        let tx_offset = state.offset();
+        drop(state);
+        for q in &set {
+            self.drop_query(q.id, hub);
+        }
+        self.metrics
+            .queries
+            .store(self.registry.len() as u64, Ordering::Relaxed);
+        self.hubs[hub].do_send(HubUnsubscribed {
+            connection,
+            query_set_id,
+            envelope: Envelope::now(ServerMessage::UnsubscribeApplied {
+                request_id,
+                query_set_id,
+                tx_offset,
+                tables,
+            }),
+        });
+    }
+
+    fn one_off(&self, connection: ConnectionId, request_id: RequestId, query: &str) {
+        let Some(client) = self.clients.get(&connection) else {
+            return;
+        };
+        let state = self.ds.read();
+        let caller = Caller {
+            identity: client.identity,
+            is_owner: client.is_owner,
+        };
+        let result = compile(query, state.schema(), state.schema_version(), caller)
+            .map(|plans| {
+                plans
+                    .iter()
+                    .map(|p| (p.returned_table_name().clone(), evaluate_rows(p, &state)))
+                    .collect()
+            })
+            .map_err(|e| e.to_string());
+        drop(state);
+        self.send(
+            connection,
+            ServerMessage::OneOffQueryResult { request_id, result },
+        );
+    }
+
+    fn client_message(&mut self, connection: ConnectionId, message: ClientMessage) {
+        match message {
+            ClientMessage::Subscribe {
+                request_id,
+                query_set_id,
+                queries,
+            } => self.subscribe(connection, request_id, query_set_id, &queries, false),
+            ClientMessage::Unsubscribe {
+                request_id,
+                query_set_id,
+                send_dropped_rows,
+            } => self.unsubscribe(
+                connection,
+                request_id,
+                query_set_id,
+                send_dropped_rows,
+                false,
+            ),
+            ClientMessage::OneOffQuery { request_id, query } => {
+                self.one_off(connection, request_id, &query)
+            }
+            ClientMessage::V1Subscribe {
+                request_id,
+                queries,
+            } => self.subscribe(connection, request_id, V1_LEGACY_QUERY_SET, &queries, true),
+            ClientMessage::V1SubscribeSingle {
+                request_id,
+                query_id,
+                query,
+            } => self.subscribe(connection, request_id, query_id, &[query], false),
+            ClientMessage::V1SubscribeMulti {
+                request_id,
+                query_id,
+                queries,
+            } => self.subscribe(connection, request_id, query_id, &queries, false),
+            ClientMessage::V1Unsubscribe {
+                request_id,
+                query_id,
+            } => self.unsubscribe(connection, request_id, query_id, false, false),
+            ClientMessage::CallReducer { request_id, .. } => self.error(
+                connection,
+                Some(request_id),
+                None,
+                "reducer calls go to the transaction actor".into(),
+            ),
+        }
+    }
+
+    fn committed(&mut self, msg: Committed) {
+        let mut updates = HashMap::new();
+        let (tx_offset, timestamp) = match &msg.tx_data {
+            Some(tx) => {
+                let state = self.ds.read();
+                let affected = self.registry.affected(tx, &state);
+                self.metrics
+                    .evaluations
+                    .fetch_add(affected.len() as u64, Ordering::Relaxed);
+                for id in affected {
+                    let Some(plan) = self.registry.plan(id) else {
+                        continue;
+                    };
+                    let delta = evaluate_delta(plan, &state, tx);
+                    if delta.is_empty() {
+                        continue;
+                    }
+                    let rows = if plan.returns_event_table() {
+                        TableRows::Event {
+                            events: delta.inserts,
+                        }
+                    } else {
+                        TableRows::Persistent {
+                            inserts: delta.inserts,
+                            deletes: delta.deletes,
+                        }
+                    };
+                    updates.insert(
+                        id,
+                        TableUpdate {
+                            table: plan.returned_table_name().clone(),
+                            rows: Arc::new(rows),
+                        },
+                    );
+                }
+                drop(state);
+                // The next commit may merge only now: its evaluation must not see it early.
+                self.ds.acknowledge_evaluated(tx.offset);
+                (Some(tx.offset), tx.timestamp)
+            }
+            None => (
+                None,
+                msg.call.as_ref().map_or(Timestamp(0), |c| c.timestamp),
+            ),
+        };
+        let caller_hub = msg
+            .call
+            .as_ref()
+            .and_then(|c| self.clients.get(&c.connection))
+            .map(|c| c.hub);
+        let mut targets: SmallVec<[usize; 4]> = SmallVec::new();
+        for id in updates.keys() {
+            for (hub, _) in self.query_hubs.get(id).into_iter().flatten() {
+                if !targets.contains(hub) {
+                    targets.push(*hub);
+                }
+            }
+        }
+        // v1 clients see every commit that touched their queries; the caller always gets
+        // exactly one result.
+        if let Some(h) = caller_hub
+            && !targets.contains(&h)
+        {
+            targets.push(h);
+        }
+        if targets.is_empty() {
+            return;
+        }
+        let broadcast = Arc::new(CommitBroadcast {
+            tx_offset,
+            timestamp,
+            updates,
+            call: msg.call,
+            durable: msg.durable,
+        });
+        for h in targets {
+            self.hubs[h].do_send(HubCommit {
+                broadcast: broadcast.clone(),
+                confirmed_reads: self.confirmed_reads,
+            });
+        }
+    }
+
+    fn connect(
+        &mut self,
+        connection: ConnectionId,
+        identity: Identity,
+        is_owner: bool,
+        protocol: Protocol,
+        queue: Arc<SessionQueue>,
+    ) {
+        let hub = self.next_hub % self.hubs.len().max(1);
+        self.next_hub += 1;
+        self.clients.insert(
+            connection,
+            ClientEntry {
+                hub,
+                identity,
+                is_owner,
+                protocol,
+                sets: HashMap::new(),
+            },
+        );
+        self.metrics.sessions.fetch_add(1, Ordering::Relaxed);
+        self.hubs[hub].do_send(HubAttach {
+            connection,
+            protocol,
+            queue,
+            initial: Envelope::now(ServerMessage::InitialConnection {
+                identity,
+                connection_id: connection,
+                token: None,
+            }),
+        });
+    }
+
+    fn disconnect(&mut self, connection: ConnectionId) {
+        let Some(client) = self.clients.remove(&connection) else {
+            return;
+        };
+        for (_, set) in client.sets {
+            for q in set {
+                self.drop_query(q.id, client.hub);
+            }
+        }
+        self.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
+        self.metrics
+            .queries
+            .store(self.registry.len() as u64, Ordering::Relaxed);
+        self.hubs[client.hub].do_send(HubDetach { connection });
+    }
+}
+
+impl Actor for SubscriptionManager {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Commits queue here unboundedly by design: the commit gate bounds them to one.
+        ctx.set_mailbox_capacity(usize::MAX);
+        self.ds.enable_commit_gate();
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.ds.disable_commit_gate();
+    }
+}
+
+impl Handler<Committed> for SubscriptionManager {
+    type Result = ();
+
+    fn handle(&mut self, msg: Committed, _: &mut Self::Context) {
+        self.committed(msg);
+    }
+}
+
+impl Handler<ManagerRequest> for SubscriptionManager {
+    type Result = ();
+
+    fn handle(&mut self, msg: ManagerRequest, _: &mut Self::Context) {
+        match msg {
+            ManagerRequest::Connect {
+                connection,
+                identity,
+                is_owner,
+                protocol,
+                queue,
+            } => self.connect(connection, identity, is_owner, protocol, queue),
+            ManagerRequest::Disconnect { connection } => self.disconnect(connection),
+            ManagerRequest::Client {
+                connection,
+                message,
+            } => self.client_message(connection, message),
+        }
+    }
+}
+
+/// Sent by a hub when it dropped a session for passing its queue bound.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionDropped {
+    /// The session.
+    pub connection: ConnectionId,
+}
+
+impl Handler<SessionDropped> for SubscriptionManager {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionDropped, _: &mut Self::Context) {
+        self.disconnect(msg.connection);
+    }
+}

@@ -1,0 +1,403 @@
+//! Starting Tidings inside an application: the actor system and the handle.
+//!
+//! When the application is not already running an actix `System`, Tidings starts its own
+//! on a thread of its own and returns a handle that is `Send + Sync + Clone`, so any
+//! thread may call reducers or connect clients. Placement follows the design: the
+//! transaction actor alone on its own thread (a `SyncArbiter` of one), a pool of arbiters
+//! (default: one per core) each running a hub, and the subscription manager on the first
+//! pool arbiter.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use actix::prelude::*;
+use parking_lot::Mutex;
+use serde::Serialize;
+use thiserror::Error;
+use tidings_engine::commitlog::LogOptions;
+use tidings_engine::{Datastore, Identity, OpenError, OpenOptions, SchemaError};
+
+use crate::client::{ConnectOptions, DbConnection};
+use crate::hub::{Hub, HubSetManager};
+use crate::manager::{ManagerRequest, SubscriptionManager};
+use crate::messages::ConnectionId;
+use crate::metrics::Metrics;
+use crate::module::{Module, encode_args};
+use crate::queue::{QueueLimits, SessionQueue};
+use crate::transaction::{CallReducer, CallResult, Forward, TransactionActor};
+
+/// Starting or using Tidings failed.
+#[derive(Debug, Error)]
+pub enum TidingsError {
+    /// The module's tables do not form a valid schema.
+    #[error("invalid module schema")]
+    Schema(#[from] SchemaError),
+    /// The data directory could not be opened.
+    #[error("cannot open the data directory")]
+    Open(#[from] OpenError),
+    /// The transaction queue is full; retry later.
+    #[error("the transaction queue is full ({0} requests in flight)")]
+    Overloaded(usize),
+    /// The actor system has stopped.
+    #[error("Tidings has stopped")]
+    Stopped,
+    /// Arguments that cannot be encoded.
+    #[error("reducer arguments do not encode")]
+    Args(#[from] rmp_serde::encode::Error),
+    /// The actor system could not start.
+    #[error("the actor system did not start: {0}")]
+    Start(String),
+}
+
+/// Where committed state lives.
+#[derive(Clone, Debug)]
+enum Storage {
+    InMemory,
+    Dir(PathBuf, LogOptions),
+}
+
+/// Configures and starts Tidings.
+pub struct TidingsBuilder {
+    module: Module,
+    storage: Storage,
+    arbiters: usize,
+    queue_limits: QueueLimits,
+    confirmed_reads: bool,
+    tx_queue_max: usize,
+}
+
+impl TidingsBuilder {
+    /// Keeps everything in memory (the default).
+    pub fn in_memory(mut self) -> Self {
+        self.storage = Storage::InMemory;
+        self
+    }
+
+    /// Keeps committed state in the data directory `dir` (created if absent).
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.storage = Storage::Dir(dir.into(), LogOptions::default());
+        self
+    }
+
+    /// Keeps committed state in `dir` with explicit log options.
+    pub fn data_dir_with(mut self, dir: impl Into<PathBuf>, log: LogOptions) -> Self {
+        self.storage = Storage::Dir(dir.into(), log);
+        self
+    }
+
+    /// Number of pool arbiters (hubs); default: the number of cores.
+    pub fn arbiters(mut self, n: usize) -> Self {
+        self.arbiters = n.max(1);
+        self
+    }
+
+    /// Bounds of each session's outbound queue.
+    pub fn queue_limits(mut self, limits: QueueLimits) -> Self {
+        self.queue_limits = limits;
+        self
+    }
+
+    /// Sends subscriber updates only once their commit is durable.
+    pub fn confirmed_reads(mut self, on: bool) -> Self {
+        self.confirmed_reads = on;
+        self
+    }
+
+    /// Most requests queued for the transaction actor before `Overloaded`.
+    pub fn tx_queue_max(mut self, n: usize) -> Self {
+        self.tx_queue_max = n.max(1);
+        self
+    }
+
+    /// Opens the storage and starts the actors.
+    pub fn start(self) -> Result<Tidings, TidingsError> {
+        let schema = self.module.schema()?;
+        let ds = match &self.storage {
+            Storage::InMemory => Datastore::in_memory(schema),
+            Storage::Dir(dir, log) => {
+                Datastore::open(dir, schema, OpenOptions { log: log.clone() })?
+            }
+        };
+        let metrics = Arc::new(Metrics::default());
+        let module = Arc::new(self.module);
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let parts = {
+            let (ds, module, metrics, in_flight) = (
+                ds.clone(),
+                module.clone(),
+                metrics.clone(),
+                in_flight.clone(),
+            );
+            let (arbiters, confirmed_reads) = (self.arbiters, self.confirmed_reads);
+            move || start_actors(ds, module, metrics, in_flight, arbiters, confirmed_reads)
+        };
+        let (actors, own_system) = if actix_rt::System::try_current().is_some() {
+            (parts(), None)
+        } else {
+            let (send, recv) = std::sync::mpsc::channel();
+            let thread = std::thread::Builder::new()
+                .name("tidings-system".into())
+                .spawn(move || {
+                    let sys = actix_rt::System::new();
+                    sys.block_on(async move {
+                        let _ = send.send((parts(), actix_rt::System::current()));
+                    });
+                    if let Err(e) = sys.run() {
+                        tracing::error!(error = %e, "actor system ended with an error");
+                    }
+                })
+                .map_err(|e| TidingsError::Start(e.to_string()))?;
+            let (actors, system) = recv
+                .recv()
+                .map_err(|e| TidingsError::Start(e.to_string()))?;
+            (actors, Some((system, thread)))
+        };
+        Ok(Tidings {
+            inner: Arc::new(Inner {
+                tx: actors.tx,
+                manager: actors.manager,
+                arbiters: Mutex::new(actors.arbiters),
+                ds,
+                module,
+                metrics,
+                in_flight,
+                tx_queue_max: self.tx_queue_max,
+                queue_limits: self.queue_limits,
+                next_connection: AtomicU64::new(1),
+                own_system: Mutex::new(own_system),
+            }),
+        })
+    }
+}
+
+struct Actors {
+    tx: Addr<TransactionActor>,
+    manager: Addr<SubscriptionManager>,
+    arbiters: Vec<Arbiter>,
+}
+
+fn start_actors(
+    ds: Datastore,
+    module: Arc<Module>,
+    metrics: Arc<Metrics>,
+    in_flight: Arc<AtomicUsize>,
+    arbiters: usize,
+    confirmed_reads: bool,
+) -> Actors {
+    let pool: Vec<Arbiter> = (0..arbiters).map(|_| Arbiter::new()).collect();
+    let hubs: Vec<Addr<Hub>> = pool
+        .iter()
+        .map(|a| {
+            let m = metrics.clone();
+            Hub::start_in_arbiter(&a.handle(), move |_| Hub::new(m))
+        })
+        .collect();
+    let manager = {
+        let (ds, hubs, m) = (ds.clone(), hubs.clone(), metrics.clone());
+        SubscriptionManager::start_in_arbiter(&pool[0].handle(), move |_| {
+            SubscriptionManager::new(ds, hubs, m, confirmed_reads)
+        })
+    };
+    for h in &hubs {
+        h.do_send(HubSetManager(manager.clone().recipient()));
+    }
+    let tx = {
+        let manager = manager.clone();
+        SyncArbiter::start(1, move || {
+            TransactionActor::new(
+                ds.clone(),
+                module.clone(),
+                manager.clone(),
+                in_flight.clone(),
+                metrics.clone(),
+            )
+        })
+    };
+    Actors {
+        tx,
+        manager,
+        arbiters: pool,
+    }
+}
+
+struct Inner {
+    tx: Addr<TransactionActor>,
+    manager: Addr<SubscriptionManager>,
+    arbiters: Mutex<Vec<Arbiter>>,
+    ds: Datastore,
+    module: Arc<Module>,
+    metrics: Arc<Metrics>,
+    in_flight: Arc<AtomicUsize>,
+    tx_queue_max: usize,
+    queue_limits: QueueLimits,
+    next_connection: AtomicU64,
+    own_system: Mutex<Option<(actix_rt::System, std::thread::JoinHandle<()>)>>,
+}
+
+/// A running Tidings: call reducers, connect clients. Cheap to clone; any thread.
+#[derive(Clone)]
+pub struct Tidings {
+    inner: Arc<Inner>,
+}
+
+impl Tidings {
+    /// Starts configuring Tidings for `module`.
+    pub fn builder(module: Module) -> TidingsBuilder {
+        TidingsBuilder {
+            module,
+            storage: Storage::InMemory,
+            arbiters: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            queue_limits: QueueLimits::default(),
+            confirmed_reads: false,
+            tx_queue_max: 65_536,
+        }
+    }
+
+    /// The datastore (reads; writes go through reducers).
+    pub fn datastore(&self) -> &Datastore {
+        &self.inner.ds
+    }
+
+    /// The module.
+    pub fn module(&self) -> &Arc<Module> {
+        &self.inner.module
+    }
+
+    /// Engine metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// Requests queued for the transaction actor now (a gauge).
+    pub fn tx_queue_len(&self) -> usize {
+        self.inner.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Reserves a place in the transaction actor's queue.
+    fn reserve(&self) -> Result<(), TidingsError> {
+        let n = self.inner.in_flight.fetch_add(1, Ordering::AcqRel);
+        if n >= self.inner.tx_queue_max {
+            self.inner.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return Err(TidingsError::Overloaded(n));
+        }
+        Ok(())
+    }
+
+    /// Calls `reducer` as the application (identity zero); the reply comes back directly.
+    pub async fn call<A: Serialize>(
+        &self,
+        reducer: &str,
+        args: &A,
+    ) -> Result<CallResult, TidingsError> {
+        self.call_raw(reducer, encode_args(args)?, Identity::ZERO)
+            .await
+    }
+
+    /// Calls `reducer` with MessagePack-encoded positional `args` as `caller`.
+    pub async fn call_raw(
+        &self,
+        reducer: &str,
+        args: Vec<u8>,
+        caller: Identity,
+    ) -> Result<CallResult, TidingsError> {
+        self.reserve()?;
+        let msg = CallReducer {
+            caller,
+            connection: None,
+            request_id: 0,
+            reducer: reducer.into(),
+            args,
+        };
+        self.inner
+            .tx
+            .send(msg)
+            .await
+            .map_err(|_| TidingsError::Stopped)
+    }
+
+    /// [`Tidings::call`] for threads that are not async.
+    pub fn call_blocking<A: Serialize>(
+        &self,
+        reducer: &str,
+        args: &A,
+    ) -> Result<CallResult, TidingsError> {
+        futures::executor::block_on(self.call(reducer, args))
+    }
+
+    /// Connects an in-process client with default options (a fresh identity, v2).
+    pub fn connect(&self) -> DbConnection {
+        self.connect_with(ConnectOptions::default())
+    }
+
+    /// Connects an in-process client.
+    pub fn connect_with(&self, opts: ConnectOptions) -> DbConnection {
+        let id = ConnectionId(self.inner.next_connection.fetch_add(1, Ordering::Relaxed));
+        let identity = opts
+            .identity
+            .unwrap_or_else(|| Identity::from_u64(1 << 32 | id.0));
+        let queue = Arc::new(SessionQueue::new(
+            opts.queue_limits.unwrap_or(self.inner.queue_limits),
+        ));
+        self.forward_unchecked(ManagerRequest::Connect {
+            connection: id,
+            identity,
+            is_owner: opts.owner,
+            protocol: opts.protocol,
+            queue: queue.clone(),
+        });
+        DbConnection::new(self.clone(), id, identity, opts.protocol, queue)
+    }
+
+    /// Sends a connection's request into the transaction actor's FIFO.
+    pub(crate) fn forward(&self, req: ManagerRequest) -> Result<(), TidingsError> {
+        self.reserve()?;
+        self.inner.tx.do_send(Forward(req));
+        Ok(())
+    }
+
+    /// Connects and disconnects must never be refused, or the manager's view would drift.
+    pub(crate) fn forward_unchecked(&self, req: ManagerRequest) {
+        self.inner.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.inner.tx.do_send(Forward(req));
+    }
+
+    /// Sends a connection's reducer call.
+    pub(crate) fn call_from(
+        &self,
+        connection: ConnectionId,
+        caller: Identity,
+        request_id: u32,
+        reducer: &str,
+        args: Vec<u8>,
+    ) -> Result<(), TidingsError> {
+        self.reserve()?;
+        self.inner.tx.do_send(CallReducer {
+            caller,
+            connection: Some(connection),
+            request_id,
+            reducer: reducer.into(),
+            args,
+        });
+        Ok(())
+    }
+
+    /// The subscription manager's address (for transports).
+    pub fn manager(&self) -> &Addr<SubscriptionManager> {
+        &self.inner.manager
+    }
+
+    /// Stops the actor system Tidings started (if it started its own) and flushes the log.
+    pub fn shutdown(&self) {
+        if let Err(e) = self.inner.ds.flush() {
+            tracing::error!(error = %e, "flush at shutdown failed");
+        }
+        for a in self.inner.arbiters.lock().drain(..) {
+            a.stop();
+        }
+        if let Some((system, thread)) = self.inner.own_system.lock().take() {
+            system.stop();
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! The transaction actor: the only writer.
+//!
+//! It runs alone on its own thread (a `SyncArbiter` of one), so a reducer runs from begin
+//! to commit with no `.await` in between and reducers never interleave. Every client
+//! request passes through its FIFO, in arrival order: reducer calls are run, while
+//! subscribe, unsubscribe and one-off requests are forwarded to the subscription manager
+//! in the same stream as the commits, so the manager sees them in exactly the order the
+//! client sent them relative to every commit.
+//!
+//! A reducer that panics is caught: its transaction is rolled back, the caller gets an
+//! internal error, and the actor lives on. The queue is bounded by an in-flight counter
+//! that senders check ([`crate::TidingsError::Overloaded`] when full).
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use actix::prelude::*;
+use tidings_engine::commitlog::Durable;
+use tidings_engine::{Datastore, Identity, Timestamp, TxData, TxMeta, TxOffset};
+
+use crate::manager::{CallInfo, Committed, ManagerRequest, SubscriptionManager};
+use crate::messages::{ConnectionId, ReducerStatus, RequestId};
+use crate::metrics::Metrics;
+use crate::module::{Db, Module, ReducerContext, ReducerError};
+
+/// Runs one reducer. The reply is for direct callers; connections get theirs in order
+/// through the subscription manager.
+#[derive(Message)]
+#[rtype(result = "CallResult")]
+pub struct CallReducer {
+    /// Who calls.
+    pub caller: Identity,
+    /// The caller's connection, if the call came through one.
+    pub connection: Option<ConnectionId>,
+    /// The connection's request id (echoed in its reducer result).
+    pub request_id: RequestId,
+    /// Reducer name.
+    pub reducer: String,
+    /// MessagePack array of arguments.
+    pub args: Vec<u8>,
+}
+
+/// What a direct caller learns about its reducer call.
+#[derive(Debug, Clone)]
+pub struct CallResult {
+    /// The MessagePack return value, or why nothing was committed.
+    pub outcome: Result<Vec<u8>, ReducerError>,
+    /// The commit offset, when something was committed.
+    pub tx_offset: Option<TxOffset>,
+    /// When the reducer ran.
+    pub timestamp: Timestamp,
+    /// Resolves once the commit is durable (when a log is attached).
+    pub durable: Option<Durable>,
+    /// The commit's TxData.
+    pub tx_data: Option<Arc<TxData>>,
+}
+
+/// A request the manager handles, routed through this actor's FIFO to keep order.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Forward(pub ManagerRequest);
+
+/// The transaction actor.
+pub struct TransactionActor {
+    ds: Datastore,
+    module: Arc<Module>,
+    manager: Addr<SubscriptionManager>,
+    in_flight: Arc<AtomicUsize>,
+    metrics: Arc<Metrics>,
+}
+
+impl TransactionActor {
+    /// A transaction actor over `ds` running `module`'s reducers.
+    pub fn new(
+        ds: Datastore,
+        module: Arc<Module>,
+        manager: Addr<SubscriptionManager>,
+        in_flight: Arc<AtomicUsize>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        TransactionActor {
+            ds,
+            module,
+            manager,
+            in_flight,
+            metrics,
+        }
+    }
+
+    /// Runs a reducer to commit or rollback. Plain method: the handler stays thin.
+    fn run(&mut self, msg: &CallReducer) -> CallResult {
+        let timestamp = Timestamp::now();
+        let failed = |e: ReducerError| CallResult {
+            outcome: Err(e),
+            tx_offset: None,
+            timestamp,
+            durable: None,
+            tx_data: None,
+        };
+        let Some(def) = self.module.reducer_def(&msg.reducer) else {
+            return failed(ReducerError::Internal(format!(
+                "no reducer named `{}`",
+                msg.reducer
+            )));
+        };
+        let mut tx = self.ds.begin_mut_tx();
+        tx.set_meta(TxMeta {
+            reducer: Some(def.name.clone()),
+            caller: msg.caller,
+        });
+        let run = def.run.clone();
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            let mut ctx = ReducerContext {
+                sender: msg.caller,
+                connection_id: msg.connection,
+                timestamp,
+                db: Db::new(&mut tx),
+            };
+            run(&mut ctx, &msg.args)
+        }));
+        let value = match result {
+            Ok(Ok(value)) => value,
+            Ok(Err(e)) => return failed(e),
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a non-string panic".into());
+                tracing::warn!(reducer = %msg.reducer, %what, "reducer panicked; rolled back");
+                return failed(ReducerError::Internal(format!(
+                    "reducer `{}` panicked: {what}",
+                    msg.reducer
+                )));
+            }
+        };
+        match tx.commit() {
+            Ok(commit) => {
+                self.metrics
+                    .commits
+                    .fetch_add(u64::from(commit.tx_data.is_some()), Ordering::Relaxed);
+                CallResult {
+                    outcome: Ok(value),
+                    tx_offset: commit.offset(),
+                    timestamp,
+                    durable: commit.durable().cloned(),
+                    tx_data: commit.tx_data,
+                }
+            }
+            Err(e) => failed(ReducerError::Internal(format!("commit refused: {e}"))),
+        }
+    }
+}
+
+impl Actor for TransactionActor {
+    type Context = SyncContext<Self>;
+}
+
+impl Handler<CallReducer> for TransactionActor {
+    type Result = MessageResult<CallReducer>;
+
+    fn handle(&mut self, msg: CallReducer, _: &mut Self::Context) -> Self::Result {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        let result = self.run(&msg);
+        let call = msg.connection.map(|connection| CallInfo {
+            connection,
+            request_id: msg.request_id,
+            reducer: msg.reducer.clone(),
+            args: msg.args.clone(),
+            caller: msg.caller,
+            timestamp: result.timestamp,
+            status: match &result.outcome {
+                Ok(v) => ReducerStatus::Committed(v.clone()),
+                Err(ReducerError::User(e)) => ReducerStatus::Failed(e.clone()),
+                Err(ReducerError::Internal(e)) => ReducerStatus::InternalError(e.clone()),
+            },
+        });
+        if result.tx_data.is_some() || call.is_some() {
+            // Sent after the merge, so the manager reads exactly this commit's post-state.
+            self.manager.do_send(Committed {
+                tx_data: result.tx_data.clone(),
+                call,
+                durable: result.durable.clone(),
+            });
+        }
+        MessageResult(result)
+    }
+}
+
+impl Handler<Forward> for TransactionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Forward, _: &mut Self::Context) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.manager.do_send(msg.0);
+    }
+}

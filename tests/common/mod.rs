@@ -1,0 +1,157 @@
+//! A small game module shared by the end-to-end tests.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use tidings::{DbConnection, Identity, Module, ReducerContext, Tidings, table};
+
+/// A chat message: persistent.
+#[table(name = "message", public)]
+#[derive(Clone, Debug, PartialEq)]
+pub struct Message {
+    #[primary_key]
+    #[auto_inc]
+    pub id: u64,
+    #[index(btree)]
+    pub sender: Identity,
+    pub text: String,
+}
+
+/// Damage dealt: an event table.
+#[table(name = "damage", public, event)]
+#[derive(Clone, Debug, PartialEq)]
+pub struct Damage {
+    #[primary_key]
+    #[auto_inc]
+    pub id: u64,
+    #[index(btree)]
+    pub target: Identity,
+    pub amount: u32,
+}
+
+/// A player: persistent, keyed by identity.
+#[table(name = "player", public)]
+#[derive(Clone, Debug, PartialEq)]
+pub struct Player {
+    #[primary_key]
+    pub identity: Identity,
+    #[unique]
+    pub name: String,
+    #[index(btree)]
+    pub zone: u32,
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+pub fn module() -> Module {
+    Module::new()
+        .table::<Message>()
+        .table::<Damage>()
+        .table::<Player>()
+        .reducer(
+            "send_message",
+            |ctx: &mut ReducerContext<'_>, (text,): (String,)| {
+                let sender = ctx.sender;
+                ctx.db
+                    .table::<Message>()
+                    .map_err(err)?
+                    .insert(Message {
+                        id: 0,
+                        sender,
+                        text,
+                    })
+                    .map_err(err)?;
+                Ok(())
+            },
+        )
+        .reducer(
+            "join",
+            |ctx: &mut ReducerContext<'_>, (name, zone): (String, u32)| {
+                let identity = ctx.sender;
+                ctx.db
+                    .table::<Player>()
+                    .map_err(err)?
+                    .insert(Player {
+                        identity,
+                        name,
+                        zone,
+                    })
+                    .map_err(err)?;
+                Ok(())
+            },
+        )
+        .reducer(
+            "deal",
+            |ctx: &mut ReducerContext<'_>, amounts: Vec<(Identity, u32)>| {
+                let mut t = ctx.db.table::<Damage>().map_err(err)?;
+                let mut ids = Vec::new();
+                for (target, amount) in amounts {
+                    ids.push(
+                        t.insert(Damage {
+                            id: 0,
+                            target,
+                            amount,
+                        })
+                        .map_err(err)?
+                        .id,
+                    );
+                }
+                Ok(ids)
+            },
+        )
+        .reducer("noop", |_: &mut ReducerContext<'_>, (): ()| Ok(()))
+        .reducer(
+            "fail_after_insert",
+            |ctx: &mut ReducerContext<'_>, (text,): (String,)| {
+                let sender = ctx.sender;
+                ctx.db
+                    .table::<Message>()
+                    .map_err(err)?
+                    .insert(Message {
+                        id: 0,
+                        sender,
+                        text,
+                    })
+                    .map_err(err)?;
+                Err::<(), _>("refused on purpose".to_string())
+            },
+        )
+        .reducer(
+            "panic_after_insert",
+            |ctx: &mut ReducerContext<'_>, (text,): (String,)| {
+                let sender = ctx.sender;
+                ctx.db
+                    .table::<Message>()
+                    .map_err(err)?
+                    .insert(Message {
+                        id: 0,
+                        sender,
+                        text,
+                    })
+                    .map_err(err)?;
+                if sender != Identity::ZERO {
+                    panic!("boom");
+                }
+                Ok(())
+            },
+        )
+}
+
+pub fn start() -> Tidings {
+    Tidings::builder(module())
+        .arbiters(2)
+        .start()
+        .expect("tidings starts")
+}
+
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Processes `conn`'s messages until `cond` holds, failing the test after a deadline.
+pub fn wait_for(conn: &DbConnection, what: &str, mut cond: impl FnMut(&DbConnection) -> bool) {
+    assert!(
+        conn.run_until(WAIT, |c| cond(c)),
+        "timed out waiting for {what}"
+    );
+}
