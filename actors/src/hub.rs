@@ -252,10 +252,6 @@ impl Hub {
 
 impl Actor for Hub {
     type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(usize::MAX);
-    }
 }
 
 /// Tells a hub where to report dropped sessions.
@@ -420,5 +416,79 @@ impl Handler<HubCommit> for Hub {
     type Result = ();
     fn handle(&mut self, msg: HubCommit, _: &mut Self::Context) {
         self.commit(&msg.broadcast, msg.confirmed_reads);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::messages::{TableRows, TableUpdate};
+    use crate::queue::QueueLimits;
+    use tidings_engine::{Timestamp, row};
+
+    fn broadcast(offset: u64, id: QueryId) -> Arc<CommitBroadcast> {
+        let mut updates = HashMap::new();
+        updates.insert(
+            id,
+            TableUpdate {
+                table: "t".into(),
+                rows: Arc::new(TableRows::Persistent {
+                    inserts: vec![row![offset]],
+                    deletes: vec![],
+                }),
+            },
+        );
+        Arc::new(CommitBroadcast {
+            tx_offset: Some(offset),
+            timestamp: Timestamp(0),
+            updates,
+            call: None,
+            durable: None,
+        })
+    }
+
+    #[test]
+    fn a_query_set_receives_exactly_the_commits_after_its_snapshot() {
+        let mut hub = Hub::new(Arc::default());
+        let queue = Arc::new(SessionQueue::new(QueueLimits::default()));
+        let conn = ConnectionId(1);
+        let key = hub.sessions.insert(Session {
+            connection: conn,
+            protocol: Protocol::V2,
+            queue: queue.clone(),
+            sets: HashMap::new(),
+        });
+        hub.by_connection.insert(conn, key);
+        let id = {
+            let mut ids: slotmap::SlotMap<QueryId, ()> = slotmap::SlotMap::with_key();
+            ids.insert(())
+        };
+        hub.by_query.entry(id).or_default().push((key, 7));
+        hub.sessions[key].sets.insert(
+            7,
+            QuerySet {
+                from_offset: 5,
+                queries: [SetQuery {
+                    id,
+                    returns_event: false,
+                }]
+                .into_iter()
+                .collect(),
+            },
+        );
+        hub.commit(&broadcast(5, id), false);
+        assert!(
+            queue.is_empty(),
+            "the commit at the snapshot offset is already in the snapshot"
+        );
+        hub.commit(&broadcast(6, id), false);
+        let env = queue.try_pop().expect("the next commit is delivered");
+        match &*env.message {
+            ServerMessage::TransactionUpdate(u) => {
+                assert_eq!(u.tx_offset, 6);
+                assert_eq!(u.query_sets[0].query_set_id, 7);
+            }
+            other => panic!("expected a transaction update, got {other:?}"),
+        }
     }
 }

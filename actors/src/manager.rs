@@ -20,7 +20,8 @@ use hashbrown::HashMap;
 use smallvec::SmallVec;
 use tidings_engine::commitlog::Durable;
 use tidings_engine::{CommittedState, Datastore, Identity, Timestamp, TxData, TxOffset};
-use tidings_query::{Caller, Plan, QueryId, Registry, compile, evaluate_delta, evaluate_rows};
+use tidings_query::rls::{RlsRules, compile_for};
+use tidings_query::{Caller, Plan, QueryId, Registry, evaluate_delta, evaluate_rows};
 
 use crate::hub::{
     Hub, HubAttach, HubCommit, HubDetach, HubSend, HubSubscribed, HubUnsubscribed, SetQuery,
@@ -128,6 +129,7 @@ pub struct SubscriptionManager {
     metrics: Arc<Metrics>,
     confirmed_reads: bool,
     next_hub: usize,
+    rules: Arc<RlsRules>,
 }
 
 impl SubscriptionManager {
@@ -137,6 +139,7 @@ impl SubscriptionManager {
         hubs: Vec<Addr<Hub>>,
         metrics: Arc<Metrics>,
         confirmed_reads: bool,
+        rules: Arc<RlsRules>,
     ) -> Self {
         SubscriptionManager {
             ds,
@@ -147,6 +150,7 @@ impl SubscriptionManager {
             metrics,
             confirmed_reads,
             next_hub: 0,
+            rules,
         }
     }
 
@@ -176,7 +180,8 @@ impl SubscriptionManager {
         );
     }
 
-    /// Compiles every query of a subscription for `connection`; all or nothing.
+    /// Compiles every query of a subscription for `connection`, visibility rules expanded
+    /// into fragments; all or nothing.
     fn compile_all(
         &self,
         client: &ClientEntry,
@@ -189,12 +194,20 @@ impl SubscriptionManager {
         };
         let mut plans = Vec::new();
         for q in queries {
-            let compiled = compile(q, state.schema(), state.schema_version(), caller)
-                .map_err(|e| format!("query `{q}`: {e}"))?;
-            plans.extend(compiled);
-        }
-        if client.protocol == Protocol::V1 && plans.iter().any(Plan::returns_event_table) {
-            return Err(V1_EVENT_TABLE_ERROR.to_string());
+            let compiled = compile_for(
+                q,
+                state.schema(),
+                &self.rules,
+                state.schema_version(),
+                caller,
+            )
+            .map_err(|e| format!("query `{q}`: {e}"))?;
+            for cq in compiled {
+                if client.protocol == Protocol::V1 && cq.returns_event_table {
+                    return Err(V1_EVENT_TABLE_ERROR.to_string());
+                }
+                plans.extend(cq.fragments);
+            }
         }
         Ok(plans)
     }
@@ -362,14 +375,32 @@ impl SubscriptionManager {
             identity: client.identity,
             is_owner: client.is_owner,
         };
-        let result = compile(query, state.schema(), state.schema_version(), caller)
-            .map(|plans| {
-                plans
-                    .iter()
-                    .map(|p| (p.returned_table_name().clone(), evaluate_rows(p, &state)))
-                    .collect()
-            })
-            .map_err(|e| e.to_string());
+        let result = compile_for(
+            query,
+            state.schema(),
+            &self.rules,
+            state.schema_version(),
+            caller,
+        )
+        .map(|queries| {
+            queries
+                .iter()
+                .map(|q| {
+                    let mut rows: Vec<_> = q
+                        .fragments
+                        .iter()
+                        .flat_map(|p| evaluate_rows(p, &state))
+                        .collect();
+                    if q.fragments.len() > 1 {
+                        // Several rules may admit one row: a client sees each row once.
+                        rows.sort();
+                        rows.dedup();
+                    }
+                    (q.returned_table_name.clone(), rows)
+                })
+                .collect()
+        })
+        .map_err(|e| e.to_string());
         drop(state);
         self.send(
             connection,
@@ -561,9 +592,7 @@ impl SubscriptionManager {
 impl Actor for SubscriptionManager {
     type Context = Context<Self>;
 
-    fn started(&mut self, ctx: &mut Self::Context) {
-        // Commits queue here unboundedly by design: the commit gate bounds them to one.
-        ctx.set_mailbox_capacity(usize::MAX);
+    fn started(&mut self, _: &mut Self::Context) {
         self.ds.enable_commit_gate();
     }
 

@@ -33,6 +33,9 @@ pub enum TidingsError {
     /// The module's tables do not form a valid schema.
     #[error("invalid module schema")]
     Schema(#[from] SchemaError),
+    /// A visibility rule is invalid.
+    #[error("invalid visibility rule")]
+    Rules(#[from] tidings_query::rls::RlsError),
     /// The data directory could not be opened.
     #[error("cannot open the data directory")]
     Open(#[from] OpenError),
@@ -119,6 +122,13 @@ impl TidingsBuilder {
                 Datastore::open(dir, schema, OpenOptions { log: log.clone() })?
             }
         };
+        let rules = Arc::new(tidings_query::rls::RlsRules::new(
+            &ds.schema(),
+            self.module
+                .rules()
+                .iter()
+                .map(|(t, sql)| tidings_query::rls::Rule::new(t, sql)),
+        )?);
         let metrics = Arc::new(Metrics::default());
         let module = Arc::new(self.module);
         let in_flight = Arc::new(AtomicUsize::new(0));
@@ -130,7 +140,17 @@ impl TidingsBuilder {
                 in_flight.clone(),
             );
             let (arbiters, confirmed_reads) = (self.arbiters, self.confirmed_reads);
-            move || start_actors(ds, module, metrics, in_flight, arbiters, confirmed_reads)
+            move || {
+                start_actors(
+                    ds,
+                    module,
+                    metrics,
+                    in_flight,
+                    arbiters,
+                    confirmed_reads,
+                    rules,
+                )
+            }
         };
         let (actors, own_system) = if actix_rt::System::try_current().is_some() {
             (parts(), None)
@@ -184,6 +204,7 @@ fn start_actors(
     in_flight: Arc<AtomicUsize>,
     arbiters: usize,
     confirmed_reads: bool,
+    rules: Arc<tidings_query::rls::RlsRules>,
 ) -> Actors {
     let pool: Vec<Arbiter> = (0..arbiters).map(|_| Arbiter::new()).collect();
     let hubs: Vec<Addr<Hub>> = pool
@@ -196,7 +217,7 @@ fn start_actors(
     let manager = {
         let (ds, hubs, m) = (ds.clone(), hubs.clone(), metrics.clone());
         SubscriptionManager::start_in_arbiter(&pool[0].handle(), move |_| {
-            SubscriptionManager::new(ds, hubs, m, confirmed_reads)
+            SubscriptionManager::new(ds, hubs, m, confirmed_reads, rules)
         })
     };
     for h in &hubs {

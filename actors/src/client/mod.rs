@@ -138,6 +138,8 @@ struct ConnInner {
     sets: Mutex<HashMap<QuerySetId, PendingSet>>,
     one_offs: Mutex<HashMap<RequestId, OneOffCallback>>,
     disconnected: Mutex<Option<String>>,
+    errors: Mutex<Vec<String>>,
+    last_offset: std::sync::atomic::AtomicU64,
 }
 
 /// An in-process client connection. Cheap to clone.
@@ -171,6 +173,8 @@ impl DbConnection {
                 sets: Mutex::new(HashMap::new()),
                 one_offs: Mutex::new(HashMap::new()),
                 disconnected: Mutex::new(None),
+                errors: Mutex::new(Vec::new()),
+                last_offset: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -188,6 +192,20 @@ impl DbConnection {
     /// The protocol this connection speaks.
     pub fn protocol(&self) -> Protocol {
         self.inner.protocol
+    }
+
+    /// The offset of the last commit (or snapshot) this connection has applied.
+    pub fn last_offset(&self) -> TxOffset {
+        self.inner.last_offset.load(Ordering::Acquire)
+    }
+
+    fn saw_offset(&self, offset: TxOffset) {
+        self.inner.last_offset.fetch_max(offset, Ordering::AcqRel);
+    }
+
+    /// Every subscription error this connection has received, oldest first.
+    pub fn subscription_errors(&self) -> Vec<String> {
+        self.inner.errors.lock().clone()
     }
 
     /// Why the server dropped this connection, if it did.
@@ -289,15 +307,18 @@ impl DbConnection {
     /// Subscribes to every table this client may read, event tables included (v2), each
     /// named explicitly; `SELECT * FROM *` on the server would leave event tables out.
     pub fn subscribe_to_all_tables(&self) -> Result<SubscriptionHandle, TidingsError> {
+        self.subscription_builder().subscribe_to_all_tables()
+    }
+
+    fn all_table_queries(&self) -> Vec<String> {
         let schema = self.inner.tidings.datastore().schema();
-        let queries: Vec<String> = schema
+        schema
             .tables()
             .iter()
             .filter(|t| t.access == tidings_engine::Access::Public || self.owner_hint())
             .filter(|t| self.inner.protocol == Protocol::V2 || !t.is_event)
             .map(|t| format!("SELECT * FROM \"{}\"", t.name))
-            .collect();
-        self.subscribe(&queries)
+            .collect()
     }
 
     fn owner_hint(&self) -> bool {
@@ -452,44 +473,56 @@ impl DbConnection {
                     query_set_id: *query_set_id,
                 });
                 self.fire(&ctx, changes);
-                let pending = self.inner.sets.lock().remove(query_set_id);
-                if let Some(cb) = pending.and_then(|p| p.on_unsubscribed) {
+                let cb = {
+                    let mut sets = self.inner.sets.lock();
+                    let cb = sets
+                        .get_mut(query_set_id)
+                        .and_then(|p| p.on_unsubscribed.take());
+                    // A v1 legacy resubscribe reuses the id: keep its pending callbacks.
+                    if sets
+                        .get(query_set_id)
+                        .is_some_and(|p| p.on_applied.is_none() && p.on_error.is_none())
+                    {
+                        sets.remove(query_set_id);
+                    }
+                    cb
+                };
+                if let Some(cb) = cb {
                     cb(&ctx);
                 }
             }
             ServerMessage::SubscriptionError {
+                request_id,
                 query_set_id,
                 error,
-                ..
             } => {
                 let ctx = self.ctx(Event::SubscriptionError {
                     query_set_id: *query_set_id,
                     error: error.clone(),
                 });
-                if let Some(qs) = query_set_id {
-                    let pending = self
-                        .inner
+                let pending = query_set_id.and_then(|qs| {
+                    self.inner
                         .sets
                         .lock()
-                        .get_mut(qs)
-                        .and_then(|p| p.on_error.take());
-                    match pending {
-                        // A rejected subscribe: nothing was applied for it.
-                        Some(cb) => {
-                            self.inner.sets.lock().remove(qs);
-                            cb(&ctx, error);
-                        }
-                        // A set the server ended: drop exactly its rows.
-                        None => {
-                            let changes = self.inner.cache.write().remove_set(*qs);
-                            self.fire(&ctx, changes);
-                        }
-                    }
-                } else {
-                    tracing::warn!(%error, "subscription error");
+                        .get_mut(&qs)
+                        .and_then(|p| p.on_error.take())
+                });
+                if request_id.is_none()
+                    && let Some(qs) = query_set_id
+                {
+                    // The server ended a set that was in force: drop exactly its rows.
+                    let changes = self.inner.cache.write().remove_set(*qs);
+                    self.fire(&ctx, changes);
                 }
+                // A rejected request changed nothing: any earlier set stays in force.
+                match pending {
+                    Some(cb) => cb(&ctx, error),
+                    None => tracing::warn!(%error, "subscription error"),
+                }
+                self.inner.errors.lock().push(error.clone());
             }
             ServerMessage::TransactionUpdate(u) => {
+                self.saw_offset(u.tx_offset);
                 let changes = self.apply_sets(&u.query_sets);
                 let event = match (&u.reducer_event, self.inner.protocol) {
                     (Some(ev), Protocol::V1)
@@ -514,8 +547,11 @@ impl DbConnection {
                 request_id,
                 timestamp,
                 outcome,
-                ..
+                tx_offset,
             } => {
+                if let Some(o) = tx_offset {
+                    self.saw_offset(*o);
+                }
                 let pending = self.inner.calls.lock().remove(request_id);
                 let reducer = pending
                     .as_ref()
@@ -649,17 +685,14 @@ impl SubscriptionBuilder {
         self
     }
 
-    /// Sends the subscription as one new query set.
+    /// Sends the subscription as one new query set (v1: `SubscribeMulti`).
     pub fn subscribe<S: AsRef<str>>(
         self,
         queries: &[S],
     ) -> Result<SubscriptionHandle, TidingsError> {
-        let conn = self.conn;
-        let query_set_id = conn.inner.next_set.fetch_add(1, Ordering::Relaxed);
-        let request_id = conn.request_id();
-        conn.inner.sets.lock().insert(query_set_id, self.pending);
         let queries: Vec<String> = queries.iter().map(|q| q.as_ref().to_string()).collect();
-        let message = match conn.inner.protocol {
+        let protocol = self.conn.inner.protocol;
+        self.send(None, move |request_id, query_set_id| match protocol {
             Protocol::V2 => ClientMessage::Subscribe {
                 request_id,
                 query_set_id,
@@ -670,7 +703,53 @@ impl SubscriptionBuilder {
                 query_id: query_set_id,
                 queries,
             },
-        };
+        })
+    }
+
+    /// Subscribes to every readable table by name (v2: event tables included).
+    pub fn subscribe_to_all_tables(self) -> Result<SubscriptionHandle, TidingsError> {
+        let queries = self.conn.all_table_queries();
+        self.subscribe(&queries)
+    }
+
+    /// v1 `SubscribeSingle`: one query under a new id.
+    pub fn subscribe_v1_single(self, query: &str) -> Result<SubscriptionHandle, TidingsError> {
+        let query = query.to_string();
+        self.send(None, move |request_id, query_id| {
+            ClientMessage::V1SubscribeSingle {
+                request_id,
+                query_id,
+                query,
+            }
+        })
+    }
+
+    /// v1 legacy `Subscribe`: atomically replaces the legacy subscription.
+    pub fn subscribe_v1_legacy<S: AsRef<str>>(
+        self,
+        queries: &[S],
+    ) -> Result<SubscriptionHandle, TidingsError> {
+        let queries: Vec<String> = queries.iter().map(|q| q.as_ref().to_string()).collect();
+        self.send(
+            Some(crate::messages::V1_LEGACY_QUERY_SET),
+            move |request_id, _| ClientMessage::V1Subscribe {
+                request_id,
+                queries,
+            },
+        )
+    }
+
+    fn send(
+        self,
+        fixed_set: Option<QuerySetId>,
+        message: impl FnOnce(RequestId, QuerySetId) -> ClientMessage,
+    ) -> Result<SubscriptionHandle, TidingsError> {
+        let conn = self.conn;
+        let query_set_id =
+            fixed_set.unwrap_or_else(|| conn.inner.next_set.fetch_add(1, Ordering::Relaxed));
+        let request_id = conn.request_id();
+        conn.inner.sets.lock().insert(query_set_id, self.pending);
+        let message = message(request_id, query_set_id);
         if let Err(e) = conn.send(message) {
             conn.inner.sets.lock().remove(&query_set_id);
             return Err(e);
