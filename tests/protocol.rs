@@ -154,6 +154,8 @@ fn select_star_from_star() {
     t.shutdown();
 }
 
+type Results = Arc<Mutex<Vec<Result<Vec<u8>, ReducerError>>>>;
+
 #[test]
 fn reducer_failure_changes_nothing_and_only_the_caller_hears() {
     let t = start();
@@ -172,7 +174,7 @@ fn reducer_failure_changes_nothing_and_only_the_caller_hears() {
             .expect("sub");
         wait_for(c, "applied", |_| ok.load(Ordering::SeqCst));
     }
-    let results: Arc<Mutex<Vec<Result<Vec<u8>, ReducerError>>>> = Arc::default();
+    let results: Results = Arc::default();
     for reducer in ["fail_after_insert", "panic_after_insert", "no_such_reducer"] {
         let r = results.clone();
         caller
