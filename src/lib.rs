@@ -8,10 +8,13 @@
 //! - [`engine`]: the datastore: schema, transactions, TxData, event tables, commitlog.
 //! - [`query`]: subscription SQL compiled to plans, evaluated in full and incrementally.
 //! - [`actors`]: the transaction actor, subscription manager, hubs and the client SDK.
+//! - [`demo`]: a small chat module, used by the examples.
 //!
 //! The common types are re-exported at the root: start with [`Module`], [`Tidings`] and
 //! [`DbConnection`].
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
+pub mod demo;
 
 pub use tidings_actors as actors;
 pub use tidings_engine as engine;

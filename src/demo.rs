@@ -1,0 +1,109 @@
+//! The demo module: a small chat. Messages persist; "typing" notices are events.
+//!
+//! The `chat` example and the server binary's compiled-in module both use it.
+
+use crate::engine::{Identity, Timestamp};
+use crate::{Module, ReducerContext, table};
+
+/// A chat user.
+#[table(name = "user", public)]
+#[derive(Clone, Debug, PartialEq)]
+pub struct User {
+    /// Who.
+    #[primary_key]
+    pub identity: Identity,
+    /// Display name, unique.
+    #[unique]
+    pub name: String,
+}
+
+/// A chat message (persistent).
+#[table(name = "message", public)]
+#[derive(Clone, Debug, PartialEq)]
+pub struct Message {
+    /// Message id.
+    #[primary_key]
+    #[auto_inc]
+    pub id: u64,
+    /// Author.
+    #[index(btree)]
+    pub sender: Identity,
+    /// When it was sent.
+    pub sent: Timestamp,
+    /// What it says.
+    pub text: String,
+}
+
+/// "Someone is typing" (an event: delivered once, never stored).
+#[table(name = "typing", public, event)]
+#[derive(Clone, Debug, PartialEq)]
+pub struct Typing {
+    /// Event id (so repeated notices stay distinct).
+    #[primary_key]
+    #[auto_inc]
+    pub id: u64,
+    /// Who is typing.
+    #[index(btree)]
+    pub sender: Identity,
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// The chat module: tables `user`, `message`, `typing`; reducers `set_name`,
+/// `send_message`, `start_typing`.
+pub fn chat_module() -> Module {
+    Module::new()
+        .table::<User>()
+        .table::<Message>()
+        .table::<Typing>()
+        .reducer(
+            "set_name",
+            |ctx: &mut ReducerContext<'_>, (name,): (String,)| {
+                let name = name.trim().to_string();
+                if name.is_empty() {
+                    return Err("names must not be empty".to_string());
+                }
+                let identity = ctx.sender;
+                let mut users = ctx.db.table::<User>().map_err(err)?;
+                let user = User { identity, name };
+                if users.find("identity", identity).map_err(err)?.is_some() {
+                    users.update(user).map_err(err)?;
+                } else {
+                    users.insert(user).map_err(err)?;
+                }
+                Ok(())
+            },
+        )
+        .reducer(
+            "send_message",
+            |ctx: &mut ReducerContext<'_>, (text,): (String,)| {
+                if text.trim().is_empty() {
+                    return Err("messages must not be empty".to_string());
+                }
+                let (sender, sent) = (ctx.sender, ctx.timestamp);
+                let m = ctx
+                    .db
+                    .table::<Message>()
+                    .map_err(err)?
+                    .insert(Message {
+                        id: 0,
+                        sender,
+                        sent,
+                        text,
+                    })
+                    .map_err(err)?;
+                Ok(m.id)
+            },
+        )
+        .reducer("start_typing", |ctx: &mut ReducerContext<'_>, (): ()| {
+            let sender = ctx.sender;
+            ctx.db
+                .table::<Typing>()
+                .map_err(err)?
+                .insert(Typing { id: 0, sender })
+                .map_err(err)?;
+            Ok(())
+        })
+}
