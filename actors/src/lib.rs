@@ -30,6 +30,7 @@ pub mod module;
 pub mod queue;
 pub mod system;
 pub mod transaction;
+pub mod wire;
 
 pub use client::{ConnectOptions, DbConnection, Event, EventContext, SubscriptionHandle};
 pub use manager::SubscriptionManager;
