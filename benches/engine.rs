@@ -19,13 +19,15 @@ use tidings::engine::commitlog::DurabilityPolicy;
 const UPDATE_ROWS: u64 = 10_000;
 /// Commits allowed to wait for durability at once in the pipelined benchmark.
 const IN_FLIGHT: usize = 64;
+/// A deeper pipeline, to show how much of the group-commit figure is the window.
+const IN_FLIGHT_DEEP: usize = 1024;
 
 fn bulk_load(c: &mut Criterion) {
     let mut g = c.benchmark_group("bulk_load");
     // One iteration takes about a second: take the 10 samples of one iteration each
     // rather than criterion's linear ramp (which would need 55 iterations).
     g.sampling_mode(SamplingMode::Flat);
-    g.measurement_time(Duration::from_secs(8));
+    g.measurement_time(Duration::from_secs(10));
     g.throughput(Throughput::Elements(FOOTPRINT_ROWS));
     let params = format!("rows={FOOTPRINT_ROWS},btree=entity_id+owner_entity_id,one_tx");
 
@@ -95,17 +97,17 @@ fn small_tx_memory(c: &mut Criterion) {
     g.finish();
 }
 
-/// Times `iters` one-row insert transactions, pipelined `IN_FLIGHT` deep, into a store
+/// Times `iters` one-row insert transactions, pipelined `depth` deep, into a store
 /// that persists across calls (ids continue from the previous call).
 ///
 /// One criterion iteration is one transaction, so the reported time is per transaction;
 /// criterion's linear fit over samples of growing size removes the per-sample cost of
 /// filling and draining the pipeline.
-fn pipelined<S: Store>(b: &mut criterion::Bencher<'_>, store: &mut S) {
+fn pipelined<S: Store>(b: &mut criterion::Bencher<'_>, store: &mut S, depth: usize) {
     let mut next = 0u64;
     b.iter_custom(|iters| {
         let start = Instant::now();
-        pipelined_inserts(store, next, iters, IN_FLIGHT);
+        pipelined_inserts(store, next, iters, depth);
         next += iters;
         start.elapsed()
     });
@@ -115,21 +117,20 @@ fn small_tx_durable(c: &mut Criterion) {
     let mut g = c.benchmark_group("small_tx_durable");
     g.throughput(Throughput::Elements(1));
 
-    let policies = [
-        (
-            "group_2ms",
-            DurabilityPolicy::Group {
-                window: Duration::from_millis(2),
-            },
-        ),
-        ("every_commit", DurabilityPolicy::EveryCommit),
+    let group = DurabilityPolicy::Group {
+        window: Duration::from_millis(2),
+    };
+    let runs = [
+        ("group_2ms", group, IN_FLIGHT),
+        ("every_commit", DurabilityPolicy::EveryCommit, IN_FLIGHT),
+        ("group_2ms", group, IN_FLIGHT_DEEP),
     ];
-    for (name, policy) in policies {
-        let params = format!("insert,rows=1,policy={name},in_flight={IN_FLIGHT}");
+    for (name, policy, depth) in runs {
+        let params = format!("insert,rows=1,policy={name},in_flight={depth}");
         g.bench_function(BenchmarkId::new("engine", params), |b| {
             let dir = tempfile::tempdir().expect("tempdir");
             let mut s = EngineStore::on_disk(dir.path(), policy);
-            pipelined(b, &mut s);
+            pipelined(b, &mut s, depth);
             drop(s);
         });
     }
@@ -152,7 +153,7 @@ fn small_tx_durable(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("sqlite_file", params), |b| {
             let dir = tempfile::tempdir().expect("tempdir");
             let mut s = SqliteStore::on_disk(&dir.path().join("bench.db"), pragmas);
-            pipelined(b, &mut s);
+            pipelined(b, &mut s, 1);
             drop(s);
         });
     }

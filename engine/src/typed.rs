@@ -6,14 +6,19 @@
 //!   derives it, together with [`CanBeLookupTable`] for non-event tables.
 //! - [`SqlEnum`]: a C-like enum stored as a `u8` tag; `#[derive(SqlEnum)]` derives it and
 //!   its [`SqlType`].
+//! - [`HasCols`]: typed column handles ([`Col`], [`IndexedCol`]) for the query builder;
+//!   `#[table]` generates them.
 //!
 //! Everything here is plain conversion; the engine itself only ever sees [`Row`]s and
 //! [`TableSchema`]s.
 
+use std::fmt;
+use std::marker::PhantomData;
+
 use thiserror::Error;
 
 use crate::row::Row;
-use crate::schema::TableSchema;
+use crate::schema::{ColId, TableSchema};
 use crate::value::{AlgebraicType, EnumType, Identity, Timestamp, Value};
 
 /// A value that does not have the Rust type it is read into.
@@ -266,14 +271,137 @@ pub trait TableType: Sized {
 /// A table that may be the lookup side of a semijoin: every table but an event table.
 ///
 /// Event-table rows exist only inside the transaction that inserted them, so a
-/// subscription filtered by one would match nothing later; requiring this bound lets the
-/// query builder reject that at compile time. `#[table]` implements it for non-event
-/// tables only.
+/// subscription filtered by one would match nothing later, and a view over one would be
+/// empty; requiring this bound lets the query builder and views reject that at compile
+/// time. `#[table]` implements it for non-event tables only.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be the lookup side of a semijoin",
-    note = "event tables keep no rows, so they cannot be looked up; only non-event `#[table]`s implement `CanBeLookupTable`"
+    message = "`{Self}` cannot be the lookup side of a semijoin, nor be read by a view",
+    label = "an event table, or not a `#[table]`",
+    note = "event tables keep no rows, so they can neither be looked up nor back a view; only non-event `#[table]`s implement `CanBeLookupTable`"
 )]
 pub trait CanBeLookupTable: TableType {}
+
+/// A typed handle on one column of table `T`, holding values of type `V`.
+///
+/// `#[table]` generates one per field (see [`HasCols`]); the query builder takes them to
+/// build predicates, so comparing a column with a value of another type does not compile.
+pub struct Col<T, V> {
+    id: ColId,
+    // `fn() -> _` keeps the handle `Send`, `Sync` and covariant whatever `T` and `V` are:
+    // it never holds either.
+    _marker: PhantomData<fn() -> (T, V)>,
+}
+
+impl<T, V> Col<T, V> {
+    /// The handle on the column at `id`; `#[table]` calls this with the field's position.
+    pub const fn new(id: ColId) -> Self {
+        Col {
+            id,
+            _marker: PhantomData,
+        }
+    }
+
+    /// The column's position in its table.
+    pub const fn id(self) -> ColId {
+        self.id
+    }
+}
+
+// Written out because derives would require `T: Clone` and `V: Clone`, which a handle
+// does not need.
+impl<T, V> Clone for Col<T, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T, V> Copy for Col<T, V> {}
+
+impl<T, V> fmt::Debug for Col<T, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Col").field(&self.id).finish()
+    }
+}
+
+/// A [`Col`] that a btree index starts with (primary key, `#[unique]`, `#[index(btree)]`,
+/// or the first column of a multi-column index).
+///
+/// Semijoins only accept these for their join columns, because a join without an index
+/// on each side cannot be maintained incrementally; asking for this type turns a missing
+/// index into a compile error rather than a rejected subscription.
+pub struct IndexedCol<T, V> {
+    col: Col<T, V>,
+}
+
+impl<T, V> IndexedCol<T, V> {
+    /// The handle on the indexed column at `id`; `#[table]` calls this for indexed fields.
+    pub const fn new(id: ColId) -> Self {
+        IndexedCol { col: Col::new(id) }
+    }
+
+    /// The column's position in its table.
+    pub const fn id(self) -> ColId {
+        self.col.id
+    }
+
+    /// The same column as a plain handle.
+    pub const fn col(self) -> Col<T, V> {
+        self.col
+    }
+}
+
+impl<T, V> Clone for IndexedCol<T, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T, V> Copy for IndexedCol<T, V> {}
+
+impl<T, V> fmt::Debug for IndexedCol<T, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("IndexedCol").field(&self.col.id).finish()
+    }
+}
+
+/// What [`Col`] and [`IndexedCol`] share: code that only compares a column's values takes
+/// any `Column`.
+pub trait Column: Copy {
+    /// The table the column belongs to.
+    type Table: TableType;
+    /// The Rust type of the column's values.
+    type Value: SqlType;
+    /// The column's position in its table.
+    fn col_id(self) -> ColId;
+}
+
+impl<T: TableType, V: SqlType> Column for Col<T, V> {
+    type Table = T;
+    type Value = V;
+    fn col_id(self) -> ColId {
+        self.id
+    }
+}
+
+impl<T: TableType, V: SqlType> Column for IndexedCol<T, V> {
+    type Table = T;
+    type Value = V;
+    fn col_id(self) -> ColId {
+        self.col.id
+    }
+}
+
+/// A table whose columns have typed handles; `#[table]` implements it.
+///
+/// For `struct Message`, `#[table]` generates `MessageCols` with one public field per
+/// column, named like the struct's field: an [`IndexedCol`] when an index starts with
+/// the column, else a [`Col`].
+pub trait HasCols: TableType {
+    /// The struct of column handles.
+    type Cols;
+    /// The column handles.
+    fn cols() -> Self::Cols;
+}
 
 /// Reads a row's values in column order into typed fields; used by `#[table]`'s
 /// [`TableType::from_row`], and by hand-written ones.
@@ -470,6 +598,10 @@ mod tests {
 
         let schema = Inner::schema();
         assert_eq!(&*schema.name, "inner");
+        let cols = Inner::cols();
+        let id: IndexedCol<Inner, u64> = cols.id;
+        let mood: Col<Inner, Mood> = cols.mood;
+        assert_eq!((id.id(), mood.id()), (ColId(0), ColId(1)));
         assert_eq!(schema.columns[1].ty, enum_sql_type::<Mood>());
         let row = Inner {
             id: 1,

@@ -1,8 +1,8 @@
 //! Procedural macros for tidings.
 //!
 //! - `#[table(...)]` turns a struct with named fields into a table: it implements the
-//!   engine's `TableType` (schema, row conversion) and, for non-event tables,
-//!   `CanBeLookupTable`.
+//!   engine's `TableType` (schema, row conversion), `HasCols` (typed column handles in a
+//!   generated `{Struct}Cols` struct) and, for non-event tables, `CanBeLookupTable`.
 //! - `#[derive(SqlEnum)]` stores a C-like enum as a `u8` tag column.
 //!
 //! Generated code names the engine by the path the user's crate can reach (see
@@ -35,6 +35,10 @@ mod table;
 /// Field attributes: `#[primary_key]` (at most one), `#[unique]`, `#[index(btree)]` and
 /// `#[auto_inc]` (integer fields only). Columns are the fields, named and ordered as
 /// declared.
+///
+/// Also generates `{Struct}Cols` (with the struct's visibility): one public field per
+/// column holding an `IndexedCol` when an index starts with the column (primary key,
+/// `#[unique]`, `#[index(btree)]`, first column of a multi-column index), else a `Col`.
 #[proc_macro_attribute]
 pub fn table(attr: TokenStream, item: TokenStream) -> TokenStream {
     table::expand(attr.into(), item.into()).into()

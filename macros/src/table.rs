@@ -1,5 +1,6 @@
 //! `#[table(...)]`: parses the options and field attributes, checks what can be checked
-//! at compile time, and generates the `TableType` impl.
+//! at compile time, and generates the `TableType` impl and the typed column handles
+//! (`{Struct}Cols`, `HasCols`).
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
@@ -435,6 +436,7 @@ fn generate(
     });
     let lookup = (!is_event).then(|| quote!(impl #krate::typed::CanBeLookupTable for #ident {}));
     let doc = format!("The name of table `{}`.", name.value());
+    let cols = generate_cols(s, name, columns, multi_indexes, krate);
 
     quote! {
         impl #ident {
@@ -478,6 +480,73 @@ fn generate(
 
         #lookup
 
+        #cols
+
         #( #auto_inc_checks )*
+    }
+}
+
+/// The `{Struct}Cols` struct of typed column handles and the `HasCols` impl.
+fn generate_cols(
+    s: &ItemStruct,
+    name: &LitStr,
+    columns: &[Column],
+    multi_indexes: &[Vec<String>],
+    krate: &TokenStream,
+) -> TokenStream {
+    let (ident, vis) = (&s.ident, &s.vis);
+    let cols_ident = Ident::new(&format!("{}Cols", ident.unraw()), ident.span());
+    // The engine's `index_starting_with` is what a join needs, so a column counts as
+    // indexed exactly when some index starts with it.
+    let indexed = |c: &Column| {
+        c.primary_key.is_some()
+            || c.unique.is_some()
+            || c.index.is_some()
+            || multi_indexes
+                .iter()
+                .any(|cols| cols.first() == Some(&c.name))
+    };
+    let handle = |c: &Column| {
+        if indexed(c) {
+            quote!(#krate::typed::IndexedCol)
+        } else {
+            quote!(#krate::typed::Col)
+        }
+    };
+    let fields = columns.iter().map(|c| {
+        let (field, ty, handle) = (&c.ident, &c.ty, handle(c));
+        let doc = format!("Column `{}`.", c.name);
+        quote! {
+            #[doc = #doc]
+            pub #field: #handle<#ident, #ty>
+        }
+    });
+    let inits = columns.iter().enumerate().map(|(i, c)| {
+        let (field, handle) = (&c.ident, handle(c));
+        // `TableSchemaBuilder::build` rejects more than u16::MAX columns, and no struct
+        // has that many fields.
+        let pos = i as u16;
+        quote!(#field: #handle::new(#krate::ColId(#pos)))
+    });
+    let doc = format!(
+        "Typed handles on the columns of table `{}`, for the query builder.",
+        name.value()
+    );
+    quote! {
+        #[doc = #doc]
+        #[derive(Clone, Copy, Debug)]
+        // A program names only the columns it queries; the others are not dead code.
+        #[allow(dead_code)]
+        #vis struct #cols_ident {
+            #( #fields ),*
+        }
+
+        impl #krate::typed::HasCols for #ident {
+            type Cols = #cols_ident;
+
+            fn cols() -> #cols_ident {
+                #cols_ident { #( #inits ),* }
+            }
+        }
     }
 }

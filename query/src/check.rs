@@ -415,16 +415,19 @@ fn column(
 fn typed_pred(e: &Expr, scope: &mut Vec<Scoped<'_>>, caller: Caller) -> Result<Pred, CheckError> {
     Ok(match e {
         Expr::Bool(b) => Pred::Const(*b),
-        Expr::And(v) => Pred::And(
-            v.iter()
-                .map(|e| typed_pred(e, scope, caller))
-                .collect::<Result<_, _>>()?,
-        ),
-        Expr::Or(v) => Pred::Or(
-            v.iter()
-                .map(|e| typed_pred(e, scope, caller))
-                .collect::<Result<_, _>>()?,
-        ),
+        // Plain loops, not iterator adapters: each nesting level then costs one frame,
+        // which keeps the deepest accepted nesting well inside a small thread stack.
+        Expr::And(v) | Expr::Or(v) => {
+            let mut children = Vec::with_capacity(v.len());
+            for e in v {
+                children.push(typed_pred(e, scope, caller)?);
+            }
+            if matches!(e, Expr::And(_)) {
+                Pred::And(children)
+            } else {
+                Pred::Or(children)
+            }
+        }
         Expr::Cmp { lhs, op, rhs, pos } => {
             let (col, op, other) = match (lhs, rhs) {
                 (Operand::Column(c), o) if !matches!(o, Operand::Column(_)) => (c, *op, o),

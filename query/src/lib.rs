@@ -11,8 +11,14 @@
 //! 4. [`exec`]: full evaluation against committed state (initial rows, one-off queries).
 //! 5. [`delta`]: incremental evaluation of one commit's TxData against the post-state.
 //!
-//! Beside the pipeline: [`registry`] shares equal queries and prunes, per commit, the
-//! queries a commit cannot change.
+//! Beside the pipeline:
+//! - [`registry`] shares equal queries and prunes, per commit, the queries a commit
+//!   cannot change;
+//! - [`rls`] expands a client's query into one fragment per combination of visibility
+//!   rules ([`rls::compile_for`]);
+//! - [`builder`] is the typed query builder (`Message::query().filter(..)`), compiling to
+//!   the same plans as SQL; event tables cannot be its lookup side, at compile time;
+//! - [`view`] declares named queries clients subscribe to like tables.
 //!
 //! [`compile`] runs stages 1 to 3. Read [`Plan`], [`exec::evaluate`] and
 //! [`delta::evaluate_delta`] first.
@@ -28,6 +34,7 @@ pub mod exec;
 pub mod parse;
 pub mod plan;
 pub mod registry;
+pub mod rls;
 pub mod view;
 
 pub use check::{Caller, CheckError, Pred, Side, Source, TypedQuery};
@@ -36,6 +43,7 @@ pub use exec::{evaluate, evaluate_rows};
 pub use parse::error::ParseError;
 pub use plan::{EVENT_LOOKUP_ERROR, Plan, PlanError, QueryKey};
 pub use registry::{QueryId, Registry};
+pub use rls::{ClientQuery, RlsCompileError, RlsError, RlsRules, compile_for};
 
 use thiserror::Error;
 use tidings_engine::Schema;

@@ -304,6 +304,12 @@ fn choose_access(ts: &TableSchema, pred: &Pred, side: Side) -> Access {
                     _ => {}
                 }
             }
+            // Unsatisfiable bounds (`x > 5 AND x < 3`, `x > 5 AND x < 5`) would make the
+            // btree range panic (start after end). The filter rejects every row anyway,
+            // so read the prefix unbounded instead.
+            if empty_range(&lower, &upper) {
+                (lower, upper) = (Bound::Unbounded, Bound::Unbounded);
+            }
         }
         let candidate = Access::Index {
             index,
@@ -322,6 +328,18 @@ fn bound_value(b: &Bound<Value>) -> Option<&Value> {
     match b {
         Bound::Included(v) | Bound::Excluded(v) => Some(v),
         Bound::Unbounded => None,
+    }
+}
+
+/// Whether the bounds are crossed, or meet at a value one of them excludes: no value lies
+/// between them.
+fn empty_range(lower: &Bound<Value>, upper: &Bound<Value>) -> bool {
+    match (lower, upper) {
+        (Bound::Included(l), Bound::Included(u)) => l > u,
+        (Bound::Included(l) | Bound::Excluded(l), Bound::Included(u) | Bound::Excluded(u)) => {
+            l >= u
+        }
+        _ => false,
     }
 }
 

@@ -82,6 +82,17 @@ pub fn module() -> Module {
                 Ok(())
             },
         )
+        .reducer("move", |ctx: &mut ReducerContext<'_>, (zone,): (u32,)| {
+            let identity = ctx.sender;
+            let mut players = ctx.db.table::<Player>().map_err(err)?;
+            let mut p = players
+                .find("identity", identity)
+                .map_err(err)?
+                .ok_or("not joined")?;
+            p.zone = zone;
+            players.update(p).map_err(err)?;
+            Ok(())
+        })
         .reducer(
             "deal",
             |ctx: &mut ReducerContext<'_>, amounts: Vec<(Identity, u32)>| {

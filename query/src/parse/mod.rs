@@ -18,7 +18,7 @@ use lexer::{Pos, Tok};
 pub const QUERY_BYTES_MAX: usize = 50_000;
 
 /// The deepest parenthesis nesting accepted.
-pub const PAREN_DEPTH_MAX: usize = 64;
+pub const PAREN_DEPTH_MAX: usize = 32;
 
 /// Words that start a construct outside the subset, with the name errors use.
 const UNSUPPORTED_WORDS: &[(&str, &str)] = &[

@@ -1,0 +1,444 @@
+//! Query-crate benchmarks on the dataset of SpacetimeDB's subscription benchmark.
+//!
+//! Dataset, loaded once per bench binary into `Datastore::in_memory`, one transaction per
+//! table:
+//! - `footprint(entity_id u64, owner_entity_id u64, type enum{4})`, 1,000,000 rows,
+//!   `entity_id = i`, `owner_entity_id = i % 1000`, `type = i % 4`; non-unique btree
+//!   indexes on both `u64` columns;
+//! - `location(entity_id u64, chunk_index u64, x i32, z i32, dimension u32)`, 1,000 chunks
+//!   of 1,200 rows, `entity_id = chunk * 1200 + i`, `chunk_index = chunk`, `x = 0`,
+//!   `z = entity_id`, `dimension = 0`; non-unique btree indexes on `entity_id`,
+//!   `chunk_index` and `(x, z, dimension)`.
+//!
+//! Queries: `scan` (every footprint row), `semijoin` (footprint rows whose location lies in
+//! chunk 5: 1,200 rows) and `multi` (one location row through the three-column index).
+//!
+//! Groups (run one with e.g. `cargo bench --bench query -- delta_per_commit`):
+//! - `compile`: parse, check and plan of each query;
+//! - `full_eval`: `exec::evaluate_rows` plus `rowlist::encode` of the result;
+//! - `delta_per_commit`: after a commit inserting `k` footprint and `k` location rows with
+//!   fresh entity ids, the time to find the affected queries (`Registry`, pruning off, all
+//!   three queries registered), evaluate each with `evaluate_delta` and encode every
+//!   non-empty delta (`all3`), or one query's `evaluate_delta` plus encoding (`semijoin`,
+//!   `multi`). `match`: the new location rows sit in chunk 5 at `(0, 10000, 0)`, so every
+//!   query's result grows by `k`; `nomatch`: they sit in chunks no query reads;
+//! - `reeval_per_commit`: the in-run baseline, full re-evaluation plus encoding of the same
+//!   queries after the same commit (the naive approach).
+//!
+//! In the two per-commit groups only the evaluation is timed (`iter_custom`): each
+//! iteration commits its rows untimed and removes them again in a second untimed commit,
+//! so the dataset keeps its size however many iterations criterion runs.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
+use tidings::actors::wire::rowlist;
+use tidings::engine::{
+    AlgebraicType, Datastore, EnumType, Identity, Row, Schema, TableId, TableSchema, TxData, Value,
+};
+use tidings::query::{Caller, Plan, Registry, compile, evaluate_delta, exec};
+
+/// Rows of `footprint`.
+const FOOTPRINT_ROWS: u64 = 1_000_000;
+/// Distinct `owner_entity_id` values.
+const OWNERS: u64 = 1_000;
+/// Variants of the footprint `type` enum.
+const TYPES: u64 = 4;
+/// Chunks of `location`.
+const CHUNKS: u64 = 1_000;
+/// Rows per chunk of `location`.
+const ROWS_PER_CHUNK: u64 = 1_200;
+/// The first entity id the per-commit benches insert (above every loaded id).
+const FRESH_IDS_FROM: u64 = 2_000_000;
+/// The chunk the semijoin reads.
+const JOIN_CHUNK: u64 = 5;
+/// The `z` the multi-column query looks up.
+const MULTI_Z: i32 = 10_000;
+
+const SCAN: &str = "select * from footprint";
+const SEMIJOIN: &str = "select f.* from footprint f join location l on f.entity_id = l.entity_id where l.chunk_index = 5";
+const MULTI: &str = "select * from location WHERE x = 0 AND z = 10000 AND dimension = 0";
+
+/// The three queries, in the order their plans sit in [`Fixture::plans`].
+const QUERIES: [(&str, &str); 3] = [("scan", SCAN), ("semijoin", SEMIJOIN), ("multi", MULTI)];
+
+fn schema() -> Schema {
+    let kind = EnumType {
+        name: "footprint_type".into(),
+        variants: ["a", "b", "c", "d"].iter().map(|v| Arc::from(*v)).collect(),
+    };
+    let footprint = TableSchema::builder("footprint")
+        .column("entity_id", AlgebraicType::U64)
+        .column("owner_entity_id", AlgebraicType::U64)
+        .column("type", AlgebraicType::Enum(kind))
+        .index(&["entity_id"])
+        .index(&["owner_entity_id"])
+        .public()
+        .build()
+        .expect("footprint schema is valid");
+    let location = TableSchema::builder("location")
+        .column("entity_id", AlgebraicType::U64)
+        .column("chunk_index", AlgebraicType::U64)
+        .column("x", AlgebraicType::I32)
+        .column("z", AlgebraicType::I32)
+        .column("dimension", AlgebraicType::U32)
+        .index(&["entity_id"])
+        .index(&["chunk_index"])
+        .index(&["x", "z", "dimension"])
+        .public()
+        .build()
+        .expect("location schema is valid");
+    Schema::new([footprint, location]).expect("table names are distinct")
+}
+
+fn footprint_row(id: u64) -> Row {
+    Row::new(vec![
+        Value::U64(id),
+        Value::U64(id % OWNERS),
+        Value::Enum((id % TYPES) as u8),
+    ])
+}
+
+fn location_row(id: u64, chunk: u64, z: i32) -> Row {
+    Row::new(vec![
+        Value::U64(id),
+        Value::U64(chunk),
+        Value::I32(0),
+        Value::I32(z),
+        Value::U32(0),
+    ])
+}
+
+/// The loaded datastore, the compiled plans and the next fresh entity id.
+struct Fixture {
+    ds: Datastore,
+    footprint: TableId,
+    location: TableId,
+    /// Plans of [`QUERIES`], in that order.
+    plans: Vec<Plan>,
+    next_id: AtomicU64,
+}
+
+fn caller() -> Caller {
+    Caller {
+        identity: Identity::ZERO,
+        is_owner: true,
+    }
+}
+
+fn compile_one(sql: &str, schema: &Schema, version: u64) -> Plan {
+    let mut plans = compile(sql, schema, version, caller()).expect("bench query compiles");
+    assert_eq!(plans.len(), 1, "{sql} yields one plan");
+    plans.pop().expect("one plan")
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let started = Instant::now();
+        let ds = Datastore::in_memory(schema());
+        let mut tx = ds.begin_mut_tx();
+        let footprint = tx.table_id("footprint").expect("footprint exists");
+        let location = tx.table_id("location").expect("location exists");
+        for id in 0..FOOTPRINT_ROWS {
+            tx.insert(footprint, footprint_row(id)).expect("insert");
+        }
+        tx.commit().expect("commit footprint");
+        let mut tx = ds.begin_mut_tx();
+        for chunk in 0..CHUNKS {
+            for i in 0..ROWS_PER_CHUNK {
+                let id = chunk * ROWS_PER_CHUNK + i;
+                tx.insert(location, location_row(id, chunk, id as i32))
+                    .expect("insert");
+            }
+        }
+        tx.commit().expect("commit location");
+        let (schema, version) = {
+            let state = ds.read();
+            (state.schema().clone(), state.schema_version())
+        };
+        let plans = QUERIES
+            .iter()
+            .map(|(_, sql)| compile_one(sql, &schema, version))
+            .collect();
+        eprintln!(
+            "dataset: {FOOTPRINT_ROWS} footprint + {} location rows loaded in {:.1?}",
+            CHUNKS * ROWS_PER_CHUNK,
+            started.elapsed()
+        );
+        let fx = Fixture {
+            ds,
+            footprint,
+            location,
+            plans,
+            next_id: AtomicU64::new(FRESH_IDS_FROM),
+        };
+        fx.check_result_sizes();
+        fx
+    })
+}
+
+impl Fixture {
+    fn plan(&self, name: &str) -> &Plan {
+        let i = QUERIES
+            .iter()
+            .position(|(n, _)| *n == name)
+            .expect("known query");
+        &self.plans[i]
+    }
+
+    /// Guards against a dataset or planner change silently benchmarking something else.
+    fn check_result_sizes(&self) {
+        let state = self.ds.read();
+        let sizes: Vec<usize> = self
+            .plans
+            .iter()
+            .map(|p| exec::evaluate_rows(p, &state).len())
+            .collect();
+        assert_eq!(
+            sizes,
+            [FOOTPRINT_ROWS as usize, ROWS_PER_CHUNK as usize, 1],
+            "result sizes of scan, semijoin, multi"
+        );
+    }
+
+    /// Commits `k` footprint and `k` location rows sharing fresh entity ids; returns the
+    /// commit's TxData and the rows, to delete them afterwards.
+    fn commit_fresh(&self, k: u64, matching: bool) -> (Arc<TxData>, Vec<Row>, Vec<Row>) {
+        let first = self.next_id.fetch_add(k, Ordering::Relaxed);
+        let mut tx = self.ds.begin_mut_tx();
+        let mut fp = Vec::with_capacity(k as usize);
+        let mut loc = Vec::with_capacity(k as usize);
+        for id in first..first + k {
+            let l = if matching {
+                location_row(id, JOIN_CHUNK, MULTI_Z)
+            } else {
+                location_row(id, 1_000_000 + id, id as i32)
+            };
+            fp.push(
+                tx.insert(self.footprint, footprint_row(id))
+                    .expect("insert"),
+            );
+            loc.push(tx.insert(self.location, l).expect("insert"));
+        }
+        let commit = tx.commit().expect("commit");
+        (commit.tx_data.expect("the commit changed rows"), fp, loc)
+    }
+
+    /// Deletes rows [`Fixture::commit_fresh`] inserted, in one commit.
+    fn delete(&self, fp: Vec<Row>, loc: Vec<Row>) {
+        let mut tx = self.ds.begin_mut_tx();
+        for r in fp {
+            assert!(tx.delete(self.footprint, r).expect("delete"));
+        }
+        for r in loc {
+            assert!(tx.delete(self.location, r).expect("delete"));
+        }
+        tx.commit().expect("commit");
+    }
+}
+
+/// Full evaluation plus encoding of one query's result.
+fn eval_encode(plan: &Plan, state: &tidings::engine::CommittedState) -> Vec<u8> {
+    let rows = exec::evaluate_rows(plan, state);
+    rowlist::encode(&rows)
+}
+
+fn compile_group(c: &mut Criterion) {
+    let mut g = c.benchmark_group("compile");
+    let schema = schema();
+    for (name, sql) in QUERIES {
+        g.bench_function(BenchmarkId::new(name, "parse+check+plan"), |b| {
+            b.iter(|| compile(black_box(sql), &schema, 1, caller()).expect("compiles"));
+        });
+    }
+    g.finish();
+}
+
+fn full_eval(c: &mut Criterion) {
+    let fx = fixture();
+    let mut g = c.benchmark_group("full_eval");
+    let params = [
+        (
+            "scan",
+            format!("footprint_rows={FOOTPRINT_ROWS},result={FOOTPRINT_ROWS},encode=rowlist"),
+        ),
+        (
+            "semijoin",
+            format!("chunk={JOIN_CHUNK},result={ROWS_PER_CHUNK},encode=rowlist"),
+        ),
+        (
+            "multi",
+            "index=(x,z,dimension),result=1,encode=rowlist".to_string(),
+        ),
+    ];
+    for (name, p) in params {
+        let plan = fx.plan(name);
+        if name == "scan" {
+            // About 30 ms an iteration: ten flat samples instead of the linear ramp.
+            g.sampling_mode(SamplingMode::Flat);
+        } else {
+            g.sampling_mode(SamplingMode::Auto);
+        }
+        g.bench_function(BenchmarkId::new(name, p), |b| {
+            let state = fx.ds.read();
+            b.iter(|| eval_encode(plan, &state));
+        });
+    }
+    g.finish();
+}
+
+/// What a per-commit bench evaluates after each commit.
+#[derive(Clone, Copy)]
+enum Target {
+    /// Every affected query, through the registry.
+    All,
+    /// One query.
+    One(&'static str),
+}
+
+impl Target {
+    fn name(self) -> &'static str {
+        match self {
+            Target::All => "all3",
+            Target::One(n) => n,
+        }
+    }
+}
+
+/// Runs `iters` iterations of commit (untimed), `timed` (timed), delete (untimed).
+fn per_commit(
+    fx: &Fixture,
+    iters: u64,
+    k: u64,
+    matching: bool,
+    mut timed: impl FnMut(&tidings::engine::CommittedState, &TxData),
+) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let (tx, fp, loc) = fx.commit_fresh(k, matching);
+        {
+            let state = fx.ds.read();
+            let start = Instant::now();
+            timed(&state, &tx);
+            total += start.elapsed();
+        }
+        fx.delete(fp, loc);
+    }
+    total
+}
+
+fn encode_delta(d: &tidings::query::QueryDelta) -> (Vec<u8>, Vec<u8>) {
+    if d.is_empty() {
+        return (Vec::new(), Vec::new());
+    }
+    (rowlist::encode(&d.inserts), rowlist::encode(&d.deletes))
+}
+
+fn delta_params(k: u64, matching: bool) -> String {
+    let m = if matching { "match" } else { "nomatch" };
+    format!("k={k},{m},pruning=off,encode=rowlist")
+}
+
+/// The (k, match, target) cases of both per-commit groups.
+fn cases() -> Vec<(u64, bool, Target)> {
+    let mut v = Vec::new();
+    for k in [1, 1_000] {
+        for matching in [true, false] {
+            v.push((k, matching, Target::All));
+        }
+        v.push((k, true, Target::One("semijoin")));
+        v.push((k, true, Target::One("multi")));
+    }
+    v
+}
+
+fn delta_per_commit(c: &mut Criterion) {
+    let fx = fixture();
+    let mut registry = Registry::new();
+    registry.set_pruning(false);
+    {
+        let state = fx.ds.read();
+        for p in &fx.plans {
+            registry.register(p.clone(), &state);
+        }
+    }
+    let mut g = c.benchmark_group("delta_per_commit");
+    for (k, matching, target) in cases() {
+        g.throughput(Throughput::Elements(2 * k));
+        let id = BenchmarkId::new(target.name(), delta_params(k, matching));
+        g.bench_function(id, |b| {
+            b.iter_custom(|iters| match target {
+                Target::All => per_commit(fx, iters, k, matching, |state, tx| {
+                    let ids = registry.affected(tx, state);
+                    assert_eq!(ids.len(), 3, "pruning off: every query is affected");
+                    for id in ids {
+                        let plan = registry.plan(id).expect("registered");
+                        let d = evaluate_delta(plan, state, tx);
+                        black_box(encode_delta(&d));
+                    }
+                }),
+                Target::One(name) => {
+                    let plan = fx.plan(name);
+                    per_commit(fx, iters, k, matching, |state, tx| {
+                        let d = evaluate_delta(plan, state, tx);
+                        debug_assert_eq!(d.inserts.len(), k as usize);
+                        black_box(encode_delta(&d));
+                    })
+                }
+            });
+        });
+    }
+    g.finish();
+}
+
+fn reeval_per_commit(c: &mut Criterion) {
+    let fx = fixture();
+    let mut g = c.benchmark_group("reeval_per_commit");
+    for (k, matching, target) in cases() {
+        g.throughput(Throughput::Elements(2 * k));
+        // Re-evaluating the scan takes tens of milliseconds: flat sampling keeps the run short.
+        g.sampling_mode(match target {
+            Target::All => SamplingMode::Flat,
+            Target::One(_) => SamplingMode::Auto,
+        });
+        let id = BenchmarkId::new(target.name(), delta_params(k, matching));
+        g.bench_function(id, |b| {
+            b.iter_custom(|iters| match target {
+                Target::All => per_commit(fx, iters, k, matching, |state, _| {
+                    for plan in &fx.plans {
+                        black_box(eval_encode(plan, state));
+                    }
+                }),
+                Target::One(name) => {
+                    let plan = fx.plan(name);
+                    per_commit(fx, iters, k, matching, |state, _| {
+                        black_box(eval_encode(plan, state));
+                    })
+                }
+            });
+        });
+    }
+    g.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .without_plots()
+}
+
+fn main() {
+    // What `criterion_group!`/`criterion_main!` expand to, minus an undocumented pub fn.
+    let mut c = config().configure_from_args();
+    compile_group(&mut c);
+    full_eval(&mut c);
+    delta_per_commit(&mut c);
+    reeval_per_commit(&mut c);
+    c.final_summary();
+}
