@@ -131,10 +131,16 @@ impl Index {
         match &self.map {
             IndexMap::NativeUnique(m) => {
                 let (lo, hi) = native_bounds(prefix, lower, upper);
+                if is_empty_range(&lo, &hi) {
+                    return Box::new(std::iter::empty());
+                }
                 Box::new(m.range((lo, hi)).map(|(_, id)| *id))
             }
             IndexMap::NativeMulti(s) => {
                 let (lo, hi) = native_bounds(prefix, lower, upper);
+                if is_empty_range(&lo, &hi) {
+                    return Box::new(std::iter::empty());
+                }
                 let lo = match lo {
                     Bound::Included(k) => Bound::Included((k, row_id_min())),
                     Bound::Excluded(k) => Bound::Excluded((k, row_id_max())),
@@ -218,6 +224,18 @@ fn native_bounds(
         return (Bound::Included(k), Bound::Included(k));
     }
     (lower.map(key), upper.map(key))
+}
+
+/// Whether no key lies between the bounds. `BTreeMap::range` panics on crossed bounds,
+/// and a caller's bounds (`x > 5 AND x < 3`) may well be crossed.
+fn is_empty_range(lo: &Bound<u64>, hi: &Bound<u64>) -> bool {
+    match (lo, hi) {
+        (Bound::Included(l), Bound::Included(h)) => l > h,
+        (Bound::Included(l) | Bound::Excluded(l), Bound::Included(h) | Bound::Excluded(h)) => {
+            l >= h
+        }
+        _ => false,
+    }
 }
 
 fn general_start(prefix: &[Value], lower: Bound<&Value>) -> Box<[Value]> {
@@ -492,6 +510,34 @@ mod tests {
             })
             .collect();
         assert_eq!(got, vec![-1, 0, 1]);
+    }
+
+    #[test]
+    fn crossed_bounds_give_no_rows_instead_of_panicking() {
+        let mut t = table();
+        put(&mut t, 4, "x");
+        let (five, three) = (Value::I32(5), Value::I32(3));
+        assert_eq!(
+            t.range(0, &[], Bound::Excluded(&five), Bound::Excluded(&three))
+                .count(),
+            0
+        );
+        assert_eq!(
+            t.range(0, &[], Bound::Excluded(&five), Bound::Excluded(&five))
+                .count(),
+            0
+        );
+        assert_eq!(
+            t.range(0, &[], Bound::Included(&five), Bound::Included(&five))
+                .count(),
+            0
+        );
+        let four = Value::I32(4);
+        assert_eq!(
+            t.range(0, &[], Bound::Included(&four), Bound::Included(&four))
+                .count(),
+            1
+        );
     }
 
     #[test]

@@ -21,8 +21,8 @@ use common::*;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use rusqlite::Connection;
-use tidings_engine::{Datastore, TxData};
-use tidings_query::evaluate_rows;
+use tidings_engine::{AlgebraicType as T, Datastore, Schema, TableId, TableSchema, TxData, row};
+use tidings_query::{evaluate_delta, evaluate_rows};
 
 fn create_tables(conn: &Connection, db: &Db) {
     for t in &db.tables {
@@ -118,6 +118,47 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
         }
     }
     Ok(())
+}
+
+/// Shrunk from `full_evaluation_matches_sqlite`: the f32 literal `7.038531e-26` (the
+/// shortest text of the stored `7.038531e-26f32`) was read as an f64 and then narrowed,
+/// which rounds twice and lands on the neighbouring f32, so `f = 7.038531e-26` missed
+/// the row holding exactly that value.
+#[test]
+fn an_f32_literal_written_as_its_shortest_text_matches_the_stored_value() {
+    let schema = Schema::new([TableSchema::builder("t")
+        .column("id", T::U64)
+        .column("f", T::F32)
+        .primary_key("id")
+        .public()
+        .build()
+        .expect("t")])
+    .expect("schema");
+    let ds = Datastore::in_memory(schema.clone());
+    let stored = 7.038531e-26f32;
+    assert_eq!(format!("{stored:?}"), "7.038531e-26");
+    let mut tx = ds.begin_mut_tx();
+    tx.insert(TableId(0), row![1u64, stored]).expect("insert");
+    tx.insert(TableId(0), row![2u64, 1.5f32]).expect("insert");
+    let tx = tx.commit().expect("commit").tx_data.expect("changed");
+    let state = ds.read();
+    for sql in [
+        "SELECT * FROM t WHERE f = 7.038531e-26",
+        "SELECT * FROM t WHERE f <= 7.038531e-26 AND f >= 7.038531e-26",
+        "SELECT * FROM t WHERE 7.038531e-26 = f",
+    ] {
+        let plan = compile_one(sql, &schema).expect("compiles");
+        assert_eq!(
+            evaluate_rows(&plan, &state),
+            vec![row![1u64, stored]],
+            "{sql}"
+        );
+        assert_eq!(
+            evaluate_delta(&plan, &state, &tx).inserts,
+            vec![row![1u64, stored]],
+            "{sql}"
+        );
+    }
 }
 
 proptest! {

@@ -149,7 +149,9 @@ impl ColTy {
             ColTy::I32 => vals([i32::MIN, -7, 0, i32::MAX]),
             ColTy::I64 => vals([i64::MIN, -1, 0, 1 << 40, i64::MAX]),
             ColTy::I128 => vals([i128::MIN, -1, 0, 1 << 70, i128::MAX]),
-            ColTy::F32 => vals([-1.5f32, 0.0, 0.1, 3.0, 1e10]),
+            // 7.038531e-26 is one of the two f32 values whose shortest decimal text, read as an
+            // f64 and then narrowed, lands on a neighbouring f32.
+            ColTy::F32 => vals([-1.5f32, 0.0, 0.1, 3.0, 1e10, 7.038531e-26]),
             ColTy::F64 => vals([-1.5f64, 0.0, 0.1, 3.0, 1e300, 1e-7]),
             ColTy::Str => vec!["".into(), "a".into(), "B".into(), "it's".into(), "é".into()],
             ColTy::Bytes => vec![
@@ -920,7 +922,8 @@ pub fn tidings_literal(lit: &Lit, ty: &T, alt: bool, alt_literal: bool) -> Strin
         Value::I32(n) => n.to_string(),
         Value::I64(n) => n.to_string(),
         Value::I128(n) => n.to_string(),
-        // The f32's exact value as an f64: parsing it and narrowing gives the f32 back.
+        // The shortest text that reads back as this f32, as a user would write it.
+        Value::F32(f) if !alt_literal => format!("{f:?}"),
         Value::F32(f) => float_literal(f64::from(*f), alt_literal),
         Value::F64(f) => float_literal(*f, alt_literal),
         Value::String(s) => quote(s),
