@@ -430,13 +430,13 @@ mod tests {
         let mut updates = HashMap::new();
         updates.insert(
             id,
-            TableUpdate {
-                table: "t".into(),
-                rows: Arc::new(TableRows::Persistent {
+            TableUpdate::new(
+                "t".into(),
+                TableRows::Persistent {
                     inserts: vec![row![offset]],
                     deletes: vec![],
-                }),
-            },
+                },
+            ),
         );
         Arc::new(CommitBroadcast {
             tx_offset: Some(offset),

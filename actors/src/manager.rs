@@ -252,13 +252,13 @@ impl SubscriptionManager {
             let id = self.registry.register(plan, &state);
             self.add_query_hub(id, hub);
             if !rows.is_empty() {
-                tables.push(TableUpdate {
+                tables.push(TableUpdate::new(
                     table,
-                    rows: Arc::new(TableRows::Persistent {
+                    TableRows::Persistent {
                         inserts: rows,
                         deletes: Vec::new(),
-                    }),
-                });
+                    },
+                ));
             }
             set.push(SetQuery { id, returns_event });
         }
@@ -336,12 +336,14 @@ impl SubscriptionManager {
                 .filter_map(|q| {
                     let plan = self.registry.plan(q.id)?;
                     let rows = evaluate_rows(plan, &state);
-                    (!rows.is_empty()).then(|| TableUpdate {
-                        table: plan.returned_table_name().clone(),
-                        rows: Arc::new(TableRows::Persistent {
-                            inserts: Vec::new(),
-                            deletes: rows,
-                        }),
+                    (!rows.is_empty()).then(|| {
+                        TableUpdate::new(
+                            plan.returned_table_name().clone(),
+                            TableRows::Persistent {
+                                inserts: Vec::new(),
+                                deletes: rows,
+                            },
+                        )
                     })
                 })
                 .collect()
@@ -485,10 +487,7 @@ impl SubscriptionManager {
                     };
                     updates.insert(
                         id,
-                        TableUpdate {
-                            table: plan.returned_table_name().clone(),
-                            rows: Arc::new(rows),
-                        },
+                        TableUpdate::new(plan.returned_table_name().clone(), rows),
                     );
                 }
                 drop(state);

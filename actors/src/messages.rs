@@ -172,12 +172,66 @@ impl TableRows {
 }
 
 /// One table's shared rows, named.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct TableUpdate {
     /// The table.
     pub table: Arc<str>,
     /// Its rows, shared by every client of the same query.
     pub rows: Arc<TableRows>,
+    /// The rows' wire encodings, made on first use and shared like the rows.
+    pub wire: Arc<WireCache>,
+}
+
+impl TableUpdate {
+    /// Named rows with an empty encoding cache.
+    pub fn new(table: Arc<str>, rows: TableRows) -> Self {
+        TableUpdate {
+            table,
+            rows: Arc::new(rows),
+            wire: Arc::default(),
+        }
+    }
+}
+
+impl PartialEq for TableUpdate {
+    fn eq(&self, other: &Self) -> bool {
+        self.table == other.table && self.rows == other.rows
+    }
+}
+
+/// A pair of encoded row lists: (inserts or events, deletes).
+pub type EncodedLists = (Arc<[u8]>, Arc<[u8]>);
+
+/// Encoded row lists of one [`TableUpdate`], per compression, each made at most once.
+#[derive(Debug, Default)]
+pub struct WireCache {
+    plain: std::sync::OnceLock<EncodedLists>,
+    gzip: std::sync::OnceLock<EncodedLists>,
+}
+
+impl WireCache {
+    /// The encoded (inserts or events, deletes) row lists of `rows`.
+    pub fn persistent(
+        &self,
+        rows: &TableRows,
+        compression: crate::wire::v2::Compression,
+    ) -> &EncodedLists {
+        use crate::wire::v2::{Compression, row_list_bytes};
+        let cell = match compression {
+            Compression::None => &self.plain,
+            Compression::Gzip => &self.gzip,
+        };
+        cell.get_or_init(|| match rows {
+            TableRows::Persistent { inserts, deletes } => (
+                row_list_bytes(inserts, compression).into(),
+                row_list_bytes(deletes, compression).into(),
+            ),
+            TableRows::Event { events } => (
+                row_list_bytes(events, compression).into(),
+                Arc::from(&[0u8][..]),
+            ),
+        })
+    }
 }
 
 /// The updates of one query set in one commit.

@@ -282,10 +282,7 @@ mod tests {
     }
 
     fn upd(table: &str, inserts: Vec<Row>, deletes: Vec<Row>) -> TableUpdate {
-        TableUpdate {
-            table: table.into(),
-            rows: Arc::new(TableRows::Persistent { inserts, deletes }),
-        }
+        TableUpdate::new(table.into(), TableRows::Persistent { inserts, deletes })
     }
 
     #[test]
@@ -313,18 +310,18 @@ mod tests {
     #[test]
     fn events_are_distinct_per_table_and_never_cached() {
         let mut c = cache();
-        let ev = TableUpdate {
-            table: "e".into(),
-            rows: Arc::new(TableRows::Event {
+        let ev = TableUpdate::new(
+            "e".into(),
+            TableRows::Event {
                 events: vec![row![1u32], row![2u32]],
-            }),
-        };
-        let ev2 = TableUpdate {
-            table: "e".into(),
-            rows: Arc::new(TableRows::Event {
+            },
+        );
+        let ev2 = TableUpdate::new(
+            "e".into(),
+            TableRows::Event {
                 events: vec![row![2u32]],
-            }),
-        };
+            },
+        );
         let ch = c.apply([(1, &ev), (2, &ev2)]);
         assert_eq!(ch[0].1.events, vec![row![1u32], row![2u32]]);
         assert_eq!(c.count("e"), 0);

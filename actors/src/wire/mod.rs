@@ -4,3 +4,4 @@
 //! protocol wraps row lists in per-version message envelopes.
 
 pub mod rowlist;
+pub mod v2;
