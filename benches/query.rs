@@ -23,7 +23,9 @@
 //!   `multi`). `match`: the new location rows sit in chunk 5 at `(0, 10000, 0)`, so every
 //!   query's result grows by `k`; `nomatch`: they sit in chunks no query reads;
 //! - `reeval_per_commit`: the in-run baseline, full re-evaluation plus encoding of the same
-//!   queries after the same commit (the naive approach).
+//!   queries after the same commit (the naive approach);
+//! - `scan_breakdown`: where the scan's time goes (memory walk, decode, evaluation without
+//!   encoding, streamed encoding, and a prototype transcoding stored bytes to the wire).
 //!
 //! In the two per-commit groups only the evaluation is timed (`iter_custom`): each
 //! iteration commits its rows untimed and removes them again in a second untimed commit,
@@ -32,7 +34,7 @@
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use tidings::actors::wire::rowlist;
@@ -258,27 +260,34 @@ fn compile_group(c: &mut Criterion) {
     g.finish();
 }
 
-fn full_eval(c: &mut Criterion) {
-    let fx = fixture();
-    let mut g = c.benchmark_group("full_eval");
-    let params = [
+/// Per query: the bench parameters of its full evaluation and its anchor in ns.
+fn full_eval_params() -> [(&'static str, String, f64); 3] {
+    [
         (
             "scan",
             format!("footprint_rows={FOOTPRINT_ROWS},result={FOOTPRINT_ROWS},encode=rowlist"),
+            25.6e6,
         ),
         (
             "semijoin",
             format!("chunk={JOIN_CHUNK},result={ROWS_PER_CHUNK},encode=rowlist"),
+            114e3,
         ),
         (
             "multi",
             "index=(x,z,dimension),result=1,encode=rowlist".to_string(),
+            200.0,
         ),
-    ];
-    for (name, p) in params {
+    ]
+}
+
+fn full_eval(c: &mut Criterion) {
+    let fx = fixture();
+    let mut g = c.benchmark_group("full_eval");
+    for (name, p, _) in full_eval_params() {
         let plan = fx.plan(name);
         if name == "scan" {
-            // About 30 ms an iteration: ten flat samples instead of the linear ramp.
+            // Tens of milliseconds an iteration: ten flat samples, not the linear ramp.
             g.sampling_mode(SamplingMode::Flat);
         } else {
             g.sampling_mode(SamplingMode::Auto);
@@ -288,6 +297,124 @@ fn full_eval(c: &mut Criterion) {
             b.iter(|| eval_encode(plan, &state));
         });
     }
+    g.finish();
+}
+
+/// MessagePack unsigned integer in its smallest form (what `rowlist` writes for unsigned
+/// columns and enum tags).
+fn put_uint(out: &mut Vec<u8>, v: u64) {
+    if v < 128 {
+        out.push(v as u8);
+    } else if v < 1 << 8 {
+        out.extend_from_slice(&[0xcc, v as u8]);
+    } else if v < 1 << 16 {
+        out.push(0xcd);
+        out.extend_from_slice(&(v as u16).to_be_bytes());
+    } else if v < 1 << 32 {
+        out.push(0xce);
+        out.extend_from_slice(&(v as u32).to_be_bytes());
+    } else {
+        out.push(0xcf);
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+}
+
+/// `N` stored bytes at `at`, for `from_le_bytes`.
+fn le<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
+    bytes[at..at + N]
+        .try_into()
+        .expect("stored row is long enough")
+}
+
+/// A what-if prototype, not the library path: the row list of every stored row of `table`,
+/// transcoded from the stored encoding without building `Row`s. Handles only the column
+/// types of `footprint` (unsigned integers and enums).
+fn transcode_scan(table: &tidings::engine::table::Table) -> Vec<u8> {
+    let schema = table.schema();
+    let n = schema.columns.len();
+    assert!(n < 16, "fixarray header");
+    // One buffer: a bin32 header patched at the end, so the body is never copied (a
+    // body under 64 KiB is moved down behind the smaller header rmp would choose).
+    let mut out = Vec::with_capacity(5 + table.len() * 24);
+    out.extend_from_slice(&[0xc6, 0, 0, 0, 0]);
+    for id in table.ids() {
+        let bytes = table.get_bytes(id).expect("live row");
+        let mut at = 0;
+        out.push(0x90 | n as u8);
+        for col in &schema.columns {
+            let (v, width) = match &col.ty {
+                AlgebraicType::U8 | AlgebraicType::Enum(_) => (u64::from(bytes[at]), 1),
+                AlgebraicType::U16 => (u64::from(u16::from_le_bytes(le(bytes, at))), 2),
+                AlgebraicType::U32 => (u64::from(u32::from_le_bytes(le(bytes, at))), 4),
+                AlgebraicType::U64 => (u64::from_le_bytes(le(bytes, at)), 8),
+                other => panic!("the prototype does not handle {other}"),
+            };
+            put_uint(&mut out, v);
+            at += width;
+        }
+    }
+    let len = out.len() - 5;
+    match len {
+        len if len < 1 << 8 => {
+            out.drain(..3);
+            out[..2].copy_from_slice(&[0xc4, len as u8]);
+        }
+        len if len < 1 << 16 => {
+            out.drain(..2);
+            out[0] = 0xc5;
+            out[1..3].copy_from_slice(&(len as u16).to_be_bytes());
+        }
+        len => out[1..5].copy_from_slice(&(len as u32).to_be_bytes()),
+    }
+    out
+}
+
+/// Where the scan's time goes: the same result reached by cheaper routes. Only `stream`
+/// uses nothing but today's public API; `transcode` is a prototype of an engine/wire change.
+fn scan_breakdown(c: &mut Criterion) {
+    let fx = fixture();
+    let mut g = c.benchmark_group("scan_breakdown");
+    g.sampling_mode(SamplingMode::Flat);
+    g.throughput(Throughput::Elements(FOOTPRINT_ROWS));
+    let plan = fx.plan("scan");
+    let state = fx.ds.read();
+    let table = state.table(fx.footprint).expect("footprint exists");
+    assert_eq!(
+        transcode_scan(table),
+        eval_encode(plan, &state),
+        "the prototype writes the same row list"
+    );
+    let p = format!("footprint_rows={FOOTPRINT_ROWS}");
+    // Memory floor: visit every stored row's bytes.
+    g.bench_function(BenchmarkId::new("walk_stored_bytes", &p), |b| {
+        b.iter(|| {
+            table
+                .ids()
+                .filter_map(|id| table.get_bytes(id))
+                .map(|r| r.len())
+                .sum::<usize>()
+        });
+    });
+    // Decode every row into a `Row` and drop it at once.
+    g.bench_function(BenchmarkId::new("decode_and_drop", &p), |b| {
+        b.iter(|| table.iter().count());
+    });
+    // `evaluate_rows` without the encoding.
+    g.bench_function(BenchmarkId::new("evaluate_rows_only", &p), |b| {
+        b.iter(|| exec::evaluate_rows(plan, &state));
+    });
+    // `exec::evaluate` writing each row straight into the row-list body (no `Vec<Row>`).
+    g.bench_function(BenchmarkId::new("stream_encode", &p), |b| {
+        b.iter(|| {
+            let mut body = Vec::with_capacity(table.len() * 24);
+            exec::evaluate(plan, &state, |r| rowlist::write_row(&mut body, &r));
+            body
+        });
+    });
+    // Prototype: stored bytes transcoded to the wire, no `Row` at all.
+    g.bench_function(BenchmarkId::new("transcode_stored_bytes", &p), |b| {
+        b.iter(|| transcode_scan(table));
+    });
     g.finish();
 }
 
@@ -331,11 +458,10 @@ fn per_commit(
     total
 }
 
-fn encode_delta(d: &tidings::query::QueryDelta) -> (Vec<u8>, Vec<u8>) {
-    if d.is_empty() {
-        return (Vec::new(), Vec::new());
-    }
-    (rowlist::encode(&d.inserts), rowlist::encode(&d.deletes))
+/// The row lists of a delta: one per non-empty side.
+fn encode_delta(d: &tidings::query::QueryDelta) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    let list = |rows: &[Row]| (!rows.is_empty()).then(|| rowlist::encode(rows));
+    (list(&d.inserts), list(&d.deletes))
 }
 
 fn delta_params(k: u64, matching: bool) -> String {
@@ -385,7 +511,7 @@ fn delta_per_commit(c: &mut Criterion) {
                     let plan = fx.plan(name);
                     per_commit(fx, iters, k, matching, |state, tx| {
                         let d = evaluate_delta(plan, state, tx);
-                        debug_assert_eq!(d.inserts.len(), k as usize);
+                        assert_eq!(d.inserts.len(), k as usize, "match: the result grows by k");
                         black_box(encode_delta(&d));
                     })
                 }
@@ -433,12 +559,187 @@ fn config() -> Criterion {
         .without_plots()
 }
 
+// ---------------------------------------------------------------------------------------
+// Summary table: criterion's own estimates of this run, against the anchors.
+
+/// One line of the summary: a bench, its anchor and target, and its in-run baseline.
+struct Line {
+    group: &'static str,
+    function: &'static str,
+    param: String,
+    anchor_ns: f64,
+    /// `None` for what-if lines, which only show where the time goes.
+    target_ns: Option<f64>,
+    /// The in-run baseline as (group, function, param): for deltas the
+    /// `reeval_per_commit` bench of the same case, for the scan breakdown the full scan.
+    baseline: Option<(&'static str, &'static str, String)>,
+}
+
+fn summary_lines() -> Vec<Line> {
+    let mut v = Vec::new();
+    let mut at_anchor = |group, function, param: String, anchor_ns: f64| {
+        v.push(Line {
+            group,
+            function,
+            param,
+            anchor_ns,
+            target_ns: Some(anchor_ns),
+            baseline: None,
+        })
+    };
+    for (f, ns) in [
+        ("scan", 3_400.0),
+        ("semijoin", 12_500.0),
+        ("multi", 10_400.0),
+    ] {
+        at_anchor("compile", f, "parse+check+plan".into(), ns);
+    }
+    for (f, p, ns) in full_eval_params() {
+        at_anchor("full_eval", f, p, ns);
+    }
+    let deltas = [
+        ("all3", 1, true, 2_000.0),
+        ("all3", 1, false, 1_500.0),
+        ("all3", 1_000, true, 1.03e6),
+        ("all3", 1_000, false, 1.03e6),
+        ("semijoin", 1, true, 990.0),
+        ("semijoin", 1_000, true, 660e3),
+        ("multi", 1, true, 290.0),
+        ("multi", 1_000, true, 55e3),
+    ];
+    for (function, k, matching, anchor_ns) in deltas {
+        v.push(Line {
+            group: "delta_per_commit",
+            function,
+            param: delta_params(k, matching),
+            anchor_ns,
+            target_ns: Some(anchor_ns / 2.0),
+            baseline: Some(("reeval_per_commit", function, delta_params(k, matching))),
+        });
+    }
+    // What-if routes to the scan's result, against the scan's anchor and the real scan.
+    let (scan, scan_param, scan_anchor) = full_eval_params()[0].clone();
+    for function in [
+        "walk_stored_bytes",
+        "decode_and_drop",
+        "evaluate_rows_only",
+        "stream_encode",
+        "transcode_stored_bytes",
+    ] {
+        v.push(Line {
+            group: "scan_breakdown",
+            function,
+            param: format!("footprint_rows={FOOTPRINT_ROWS}"),
+            anchor_ns: scan_anchor,
+            target_ns: None,
+            baseline: Some(("full_eval", scan, scan_param.clone())),
+        });
+    }
+    v
+}
+
+fn criterion_dir() -> std::path::PathBuf {
+    use std::path::PathBuf;
+    if let Some(home) = std::env::var_os("CRITERION_HOME") {
+        return PathBuf::from(home);
+    }
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| PathBuf::from("target"), PathBuf::from)
+        .join("criterion")
+}
+
+/// Criterion's typical time (slope, else mean) in ns, if the bench ran after `since`.
+fn estimate_ns(group: &str, function: &str, param: &str, since: SystemTime) -> Option<f64> {
+    let path = criterion_dir()
+        .join(group)
+        .join(function)
+        .join(param)
+        .join("new/estimates.json");
+    let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok()?;
+    if modified < since {
+        return None;
+    }
+    let json = std::fs::read_to_string(&path).ok()?;
+    // `{"mean":{...,"point_estimate":x,...},...,"slope":null | {...}}`: the first
+    // `point_estimate` after a key belongs to that key's object.
+    let after = |key: &str| -> Option<f64> {
+        let rest = &json[json.find(&format!("\"{key}\":{{"))?..];
+        let rest = &rest[rest.find("\"point_estimate\":")? + "\"point_estimate\":".len()..];
+        let end = rest.find([',', '}'])?;
+        rest[..end].parse().ok()
+    };
+    after("slope").or_else(|| after("mean"))
+}
+
+fn fmt_ns(ns: f64) -> String {
+    if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e3 {
+        format!("{:.2} µs", ns / 1e3)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}
+
+fn fmt_ratio(r: f64) -> String {
+    if r >= 0.01 {
+        format!("{r:.2}")
+    } else {
+        format!("{r:.1e}")
+    }
+}
+
+/// Prints the benches of this run that have an anchor, as a Markdown table.
+fn print_summary(since: SystemTime) {
+    let mut rows = Vec::new();
+    for l in summary_lines() {
+        let Some(ours) = estimate_ns(l.group, l.function, &l.param, since) else {
+            continue;
+        };
+        let base = l
+            .baseline
+            .as_ref()
+            .and_then(|(g, f, p)| estimate_ns(g, f, p, since).map(|ns| (*g, ns)));
+        let target = l.target_ns.map_or("-".into(), |t| {
+            let verdict = if ours <= t { "met" } else { "missed" };
+            format!("{} {verdict}", fmt_ns(t))
+        });
+        rows.push(format!(
+            "| {}/{}/{} | {} | {} | {} | {} | {} |",
+            l.group,
+            l.function,
+            l.param,
+            fmt_ns(ours),
+            fmt_ns(l.anchor_ns),
+            fmt_ratio(ours / l.anchor_ns),
+            target,
+            base.map_or("-".into(), |(g, b)| format!(
+                "{g}: {} ({})",
+                fmt_ns(b),
+                fmt_ratio(ours / b)
+            )),
+        ));
+    }
+    if rows.is_empty() {
+        return;
+    }
+    println!();
+    println!("| bench | ours | anchor | ours/anchor | target | in-run baseline (ours/baseline) |");
+    println!("|---|---|---|---|---|---|");
+    for r in rows {
+        println!("{r}");
+    }
+}
+
 fn main() {
+    let started = SystemTime::now();
     // What `criterion_group!`/`criterion_main!` expand to, minus an undocumented pub fn.
     let mut c = config().configure_from_args();
     compile_group(&mut c);
     full_eval(&mut c);
+    scan_breakdown(&mut c);
     delta_per_commit(&mut c);
     reeval_per_commit(&mut c);
     c.final_summary();
+    print_summary(started);
 }

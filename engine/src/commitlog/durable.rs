@@ -22,6 +22,13 @@ struct Progress {
 pub(crate) struct Shared {
     progress: Mutex<Progress>,
     changed: Condvar,
+    /// The highest entry count somebody is blocked waiting for. Under group commit the
+    /// writer fsyncs as soon as a waiter exists instead of sitting out the window: the
+    /// window bounds how long an unobserved commit may stay unsynced, it should never
+    /// add latency to a caller that is already waiting.
+    wanted: std::sync::atomic::AtomicU64,
+    /// Wakes the writer when a new waiter arrives (the writer may be idle in its window).
+    nudge: Mutex<Option<std::sync::mpsc::SyncSender<super::writer::Msg>>>,
 }
 
 impl Shared {
@@ -33,7 +40,19 @@ impl Shared {
                 stopped: None,
             }),
             changed: Condvar::new(),
+            wanted: std::sync::atomic::AtomicU64::new(0),
+            nudge: Mutex::new(None),
         }
+    }
+
+    /// Gives waiters a way to wake the writer.
+    pub(crate) fn set_nudge(&self, tx: Option<std::sync::mpsc::SyncSender<super::writer::Msg>>) {
+        *self.nudge.lock() = tx;
+    }
+
+    /// The highest entry count a waiter is blocked on.
+    pub(crate) fn wanted(&self) -> u64 {
+        self.wanted.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Records that entries `0..count` are durable and wakes the waiters.
@@ -89,6 +108,16 @@ impl Shared {
                 return Err(CommitlogError::Stopped {
                     reason: reason.clone(),
                 });
+            }
+            let before = self
+                .wanted
+                .fetch_max(count, std::sync::atomic::Ordering::AcqRel);
+            if before < count
+                && let Some(tx) = &*self.nudge.lock()
+            {
+                // A full queue means the writer is busy and will see `wanted` after
+                // this batch anyway; never block here.
+                let _ = tx.try_send(super::writer::Msg::Flush);
             }
             match deadline {
                 None => self.changed.wait(&mut p),

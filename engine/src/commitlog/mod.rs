@@ -115,7 +115,9 @@ use writer::{Msg, OpenSegment, Writer, WriterConfig};
 pub enum DurabilityPolicy {
     /// Fsync after every batch the writer drains; nothing waits for a timer.
     EveryCommit,
-    /// Fsync at most once per `window`, trading latency for fewer fsyncs.
+    /// Fsync at most once per `window` while nobody waits, trading latency for fewer
+    /// fsyncs; as soon as someone waits on an unsynced entry (an acknowledgment is
+    /// pending), fsync right after the batch being written.
     Group {
         /// Longest time a written entry waits for its fsync.
         window: Duration,
@@ -211,6 +213,7 @@ impl Commitlog {
         let shared = Arc::new(Shared::new(entries));
         let queue_len = opts.queue_len_max.max(1);
         let (tx, rx) = mpsc::sync_channel(queue_len);
+        shared.set_nudge(Some(tx.clone()));
         let config = WriterConfig {
             segment_size_max: opts.segment_size_max,
             durability: opts.durability,
@@ -299,6 +302,8 @@ impl Commitlog {
         };
         // A failed send means the writer already exited after a failure; joining it
         // below is still right.
+        // Waiters must not keep the writer's channel alive once it is told to stop.
+        self.shared.set_nudge(None);
         let _ = self.queue.lock().send(Msg::Shutdown);
         handle.join().map_err(|_| CommitlogError::Stopped {
             reason: "the commit log writer thread panicked".to_owned(),

@@ -112,17 +112,17 @@ fn failed_segment_creation_stops_the_log() {
 }
 
 #[test]
-fn group_commit_waits_for_flush_when_the_window_is_long() {
+fn group_commit_syncs_at_once_for_a_waiter_despite_a_long_window() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = open_faulty(dir.path(), slow_group(), &Faults::default());
     let t = log.append(b"x".to_vec()).expect("append");
+    // The window is far longer than this deadline: only the waiter's nudge can make the
+    // entry durable in time.
     assert!(
-        !t.wait_timeout(Duration::from_millis(20))
-            .expect("no failure")
+        t.wait_timeout(Duration::from_secs(30)).expect("no failure"),
+        "a waiter must not sit out the group window"
     );
     log.flush().expect("flush");
-    assert!(t.is_durable());
-    assert!(t.wait_timeout(Duration::ZERO).expect("no failure"));
     log.close().expect("close");
 }
 

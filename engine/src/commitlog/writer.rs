@@ -159,6 +159,9 @@ impl Writer {
                 return self.sync();
             }
             if self.synced < self.written {
+                // Someone is already waiting on an unsynced entry: the window would only
+                // add to their latency.
+                sync_now |= self.shared.wanted() > self.synced;
                 match self.config.durability {
                     DurabilityPolicy::EveryCommit => sync_now = true,
                     DurabilityPolicy::Group { window } => {
