@@ -28,6 +28,7 @@ pub mod messages;
 pub mod metrics;
 pub mod module;
 pub mod queue;
+pub mod session;
 pub mod system;
 pub mod transaction;
 pub mod wire;

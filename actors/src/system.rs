@@ -25,6 +25,7 @@ use crate::messages::ConnectionId;
 use crate::metrics::Metrics;
 use crate::module::{Module, encode_args};
 use crate::queue::{QueueLimits, SessionQueue};
+use crate::session::Session;
 use crate::transaction::{CallReducer, CallResult, Forward, TransactionActor};
 
 /// Starting or using Tidings failed.
@@ -353,6 +354,11 @@ impl Tidings {
 
     /// Connects an in-process client.
     pub fn connect_with(&self, opts: ConnectOptions) -> DbConnection {
+        DbConnection::new(self.open_session(opts))
+    }
+
+    /// Opens a raw session (for transports): a connection id, a queue, a request path.
+    pub fn open_session(&self, opts: ConnectOptions) -> Session {
         let id = ConnectionId(self.inner.next_connection.fetch_add(1, Ordering::Relaxed));
         let identity = opts
             .identity
@@ -367,7 +373,7 @@ impl Tidings {
             protocol: opts.protocol,
             queue: queue.clone(),
         });
-        DbConnection::new(self.clone(), id, identity, opts.protocol, queue)
+        Session::new(self.clone(), id, identity, opts.protocol, queue)
     }
 
     /// Sends a connection's request into the transaction actor's FIFO.

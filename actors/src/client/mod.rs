@@ -24,14 +24,14 @@ use tidings_engine::{Identity, Row, Timestamp, TxOffset};
 
 pub use table::{CallbackId, ClientTable};
 
-use crate::manager::ManagerRequest;
 use crate::messages::{
     ClientMessage, ConnectionId, Envelope, OneOffRows, Protocol, QuerySetId, ReducerOutcome,
     ReducerStatus, RequestId, ServerMessage, TableUpdate,
 };
 use crate::module::{ReducerError, encode_args};
-use crate::queue::{QueueLimits, SessionQueue};
-use crate::system::{Tidings, TidingsError};
+use crate::queue::QueueLimits;
+use crate::session::Session;
+use crate::system::TidingsError;
 use cache::{ClientCache, TableChanges};
 
 /// Options for [`Tidings::connect_with`].
@@ -124,11 +124,7 @@ pub(crate) struct TableCallbacks {
 }
 
 struct ConnInner {
-    tidings: Tidings,
-    id: ConnectionId,
-    identity: Identity,
-    protocol: Protocol,
-    queue: Arc<SessionQueue>,
+    session: Session,
     cache: RwLock<ClientCache>,
     callbacks: Mutex<HashMap<Arc<str>, TableCallbacks>>,
     next_callback: AtomicU32,
@@ -149,21 +145,11 @@ pub struct DbConnection {
 }
 
 impl DbConnection {
-    pub(crate) fn new(
-        tidings: Tidings,
-        id: ConnectionId,
-        identity: Identity,
-        protocol: Protocol,
-        queue: Arc<SessionQueue>,
-    ) -> Self {
-        let cache = ClientCache::new(&tidings.datastore().schema());
+    pub(crate) fn new(session: Session) -> Self {
+        let cache = ClientCache::new(&session.tidings().datastore().schema());
         DbConnection {
             inner: Arc::new(ConnInner {
-                tidings,
-                id,
-                identity,
-                protocol,
-                queue,
+                session,
                 cache: RwLock::new(cache),
                 callbacks: Mutex::new(HashMap::new()),
                 next_callback: AtomicU32::new(1),
@@ -181,17 +167,17 @@ impl DbConnection {
 
     /// This connection's identity.
     pub fn identity(&self) -> Identity {
-        self.inner.identity
+        self.inner.session.identity()
     }
 
     /// This connection's id.
     pub fn connection_id(&self) -> ConnectionId {
-        self.inner.id
+        self.inner.session.id()
     }
 
     /// The protocol this connection speaks.
     pub fn protocol(&self) -> Protocol {
-        self.inner.protocol
+        self.inner.session.protocol()
     }
 
     /// The offset of the last commit (or snapshot) this connection has applied.
@@ -225,24 +211,7 @@ impl DbConnection {
 
     /// Sends a raw protocol message (transports and compatibility tests use this).
     pub fn send(&self, message: ClientMessage) -> Result<(), TidingsError> {
-        if let ClientMessage::CallReducer {
-            request_id,
-            reducer,
-            args,
-        } = message
-        {
-            return self.inner.tidings.call_from(
-                self.inner.id,
-                self.inner.identity,
-                request_id,
-                &reducer,
-                args,
-            );
-        }
-        self.inner.tidings.forward(ManagerRequest::Client {
-            connection: self.inner.id,
-            message,
-        })
+        self.inner.session.send(message)
     }
 
     /// Calls `reducer` with `args` (a tuple or struct, sent as a MessagePack array).
@@ -275,9 +244,9 @@ impl DbConnection {
                 then,
             },
         );
-        if let Err(e) = self.inner.tidings.call_from(
-            self.inner.id,
-            self.inner.identity,
+        if let Err(e) = self.inner.session.tidings().call_from(
+            self.inner.session.id(),
+            self.inner.session.identity(),
             request_id,
             reducer,
             args,
@@ -311,18 +280,18 @@ impl DbConnection {
     }
 
     fn all_table_queries(&self) -> Vec<String> {
-        let schema = self.inner.tidings.datastore().schema();
+        let schema = self.inner.session.tidings().datastore().schema();
         schema
             .tables()
             .iter()
             .filter(|t| t.access == tidings_engine::Access::Public || self.owner_hint())
-            .filter(|t| self.inner.protocol == Protocol::V2 || !t.is_event)
+            .filter(|t| self.inner.session.protocol() == Protocol::V2 || !t.is_event)
             .map(|t| format!("SELECT * FROM \"{}\"", t.name))
             .collect()
     }
 
     fn owner_hint(&self) -> bool {
-        self.inner.identity == Identity::ZERO
+        self.inner.session.identity() == Identity::ZERO
     }
 
     /// Runs `query` once against committed state; `then` receives the rows.
@@ -371,7 +340,7 @@ impl DbConnection {
     /// Processes every message already queued; returns how many.
     pub fn frame_tick(&self) -> usize {
         let mut n = 0;
-        while let Some(env) = self.inner.queue.try_pop() {
+        while let Some(env) = self.inner.session.queue().try_pop() {
             self.process(env);
             n += 1;
         }
@@ -380,7 +349,7 @@ impl DbConnection {
 
     /// Processes at most one message, waiting up to `timeout`; whether one was processed.
     pub fn advance_one_message(&self, timeout: Duration) -> bool {
-        match self.inner.queue.pop_timeout(timeout) {
+        match self.inner.session.queue().pop_timeout(timeout) {
             Some(env) => {
                 self.process(env);
                 true
@@ -412,7 +381,8 @@ impl DbConnection {
     pub fn run_threaded(&self) -> std::thread::JoinHandle<()> {
         let conn = self.clone();
         std::thread::spawn(move || {
-            while !conn.inner.queue.is_closed() || !conn.inner.queue.is_empty() {
+            while !conn.inner.session.queue().is_closed() || !conn.inner.session.queue().is_empty()
+            {
                 conn.advance_one_message(Duration::from_millis(100));
             }
         })
@@ -420,12 +390,7 @@ impl DbConnection {
 
     /// Disconnects: the server forgets this connection's query sets.
     pub fn disconnect(&self) {
-        self.inner
-            .tidings
-            .forward_unchecked(ManagerRequest::Disconnect {
-                connection: self.inner.id,
-            });
-        self.inner.queue.close();
+        self.inner.session.close();
     }
 
     fn ctx(&self, event: Event) -> EventContext {
@@ -524,9 +489,9 @@ impl DbConnection {
             ServerMessage::TransactionUpdate(u) => {
                 self.saw_offset(u.tx_offset);
                 let changes = self.apply_sets(&u.query_sets);
-                let event = match (&u.reducer_event, self.inner.protocol) {
+                let event = match (&u.reducer_event, self.inner.session.protocol()) {
                     (Some(ev), Protocol::V1)
-                        if ev.caller == self.inner.identity && !ev.reducer.is_empty() =>
+                        if ev.caller == self.inner.session.identity() && !ev.reducer.is_empty() =>
                     {
                         Event::Reducer {
                             request_id: 0,
@@ -599,7 +564,7 @@ impl DbConnection {
             }
             ServerMessage::Disconnected { reason } => {
                 *self.inner.disconnected.lock() = Some(reason.clone());
-                self.inner.queue.close();
+                self.inner.session.queue().close();
             }
         }
     }
@@ -691,7 +656,7 @@ impl SubscriptionBuilder {
         queries: &[S],
     ) -> Result<SubscriptionHandle, TidingsError> {
         let queries: Vec<String> = queries.iter().map(|q| q.as_ref().to_string()).collect();
-        let protocol = self.conn.inner.protocol;
+        let protocol = self.conn.inner.session.protocol();
         self.send(None, move |request_id, query_set_id| match protocol {
             Protocol::V2 => ClientMessage::Subscribe {
                 request_id,
@@ -783,7 +748,7 @@ impl SubscriptionHandle {
             .or_default()
             .on_unsubscribed = Some(Box::new(then));
         let request_id = self.conn.request_id();
-        let message = match self.conn.inner.protocol {
+        let message = match self.conn.inner.session.protocol() {
             Protocol::V2 => ClientMessage::Unsubscribe {
                 request_id,
                 query_set_id: self.query_set_id,
