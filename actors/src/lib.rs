@@ -14,7 +14,8 @@
 //! 5. [`client`]: the in-process SDK drains its queue, applies whole transactions to its
 //!    cache and runs callbacks on the application's thread.
 //!
-//! [`messages`] holds the protocol values (v1 and v2), [`system`] starts everything
+//! [`server`] serves WebSocket sessions and the HTTP API over [`session`]s, encoding
+//! with [`wire`]. [`messages`] holds the protocol values (v1 and v2), [`system`] starts everything
 //! ([`Tidings`]), [`metrics`] counts. Read [`Tidings`], [`DbConnection`] and
 //! [`manager::SubscriptionManager`] first.
 //!
@@ -28,6 +29,7 @@ pub mod messages;
 pub mod metrics;
 pub mod module;
 pub mod queue;
+pub mod server;
 pub mod session;
 pub mod system;
 pub mod transaction;

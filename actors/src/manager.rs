@@ -80,6 +80,8 @@ pub enum ManagerRequest {
         protocol: Protocol,
         /// Where its messages go.
         queue: Arc<SessionQueue>,
+        /// The token to hand the client in its first message (WebSocket clients).
+        token: Option<String>,
     },
     /// The connection went away.
     Disconnect {
@@ -545,6 +547,7 @@ impl SubscriptionManager {
         is_owner: bool,
         protocol: Protocol,
         queue: Arc<SessionQueue>,
+        token: Option<String>,
     ) {
         let hub = self.next_hub % self.hubs.len().max(1);
         self.next_hub += 1;
@@ -566,7 +569,7 @@ impl SubscriptionManager {
             initial: Envelope::now(ServerMessage::InitialConnection {
                 identity,
                 connection_id: connection,
-                token: None,
+                token,
             }),
         });
     }
@@ -619,7 +622,8 @@ impl Handler<ManagerRequest> for SubscriptionManager {
                 is_owner,
                 protocol,
                 queue,
-            } => self.connect(connection, identity, is_owner, protocol, queue),
+                token,
+            } => self.connect(connection, identity, is_owner, protocol, queue, token),
             ManagerRequest::Disconnect { connection } => self.disconnect(connection),
             ManagerRequest::Client {
                 connection,

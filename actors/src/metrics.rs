@@ -13,6 +13,8 @@ pub struct Metrics {
     pub evaluations: AtomicU64,
     /// Messages appended to session queues.
     pub deliveries: AtomicU64,
+    /// Bytes written to WebSocket sessions.
+    pub bytes_sent: AtomicU64,
     /// Gauge: connected sessions.
     pub sessions: AtomicU64,
     /// Gauge: distinct registered queries.

@@ -122,7 +122,10 @@ impl<T: TableType> TableHandle<'_, T> {
 pub enum ReducerError {
     /// The reducer returned an error.
     User(String),
-    /// The call could not run (unknown reducer, malformed arguments) or the engine failed.
+    /// The arguments do not decode as the reducer's argument type.
+    Args(String),
+    /// The call could not run (unknown reducer), the reducer panicked, or the engine
+    /// failed.
     Internal(String),
 }
 
@@ -185,7 +188,7 @@ impl Module {
         let reducer_name = owned.clone();
         let run: ReducerFn = Arc::new(move |ctx, args| {
             let args: A = rmp_serde::from_slice(args).map_err(|e| {
-                ReducerError::Internal(format!(
+                ReducerError::Args(format!(
                     "arguments of reducer `{reducer_name}` do not decode as {}: {e}",
                     std::any::type_name::<A>()
                 ))

@@ -3,7 +3,7 @@
 //! When the application is not already running an actix `System`, Tidings starts its own
 //! on a thread of its own and returns a handle that is `Send + Sync + Clone`, so any
 //! thread may call reducers or connect clients. Placement follows the design: the
-//! transaction actor alone on its own thread (a `SyncArbiter` of one), a pool of arbiters
+//! transaction actor alone on its own arbiter (thread), a pool of arbiters
 //! (default: one per core) each running a hub, and the subscription manager on the first
 //! pool arbiter.
 
@@ -130,6 +130,7 @@ impl TidingsBuilder {
                 .iter()
                 .map(|(t, sql)| tidings_query::rls::Rule::new(t, sql)),
         )?);
+        let rules_handle = rules.clone();
         let metrics = Arc::new(Metrics::default());
         let module = Arc::new(self.module);
         let in_flight = Arc::new(AtomicUsize::new(0));
@@ -154,7 +155,7 @@ impl TidingsBuilder {
             }
         };
         let (actors, own_system) = if actix_rt::System::try_current().is_some() {
-            (parts(), None)
+            (parts()?, None)
         } else {
             let (send, recv) = std::sync::mpsc::channel();
             let thread = std::thread::Builder::new()
@@ -172,7 +173,7 @@ impl TidingsBuilder {
             let (actors, system) = recv
                 .recv()
                 .map_err(|e| TidingsError::Start(e.to_string()))?;
-            (actors, Some((system, thread)))
+            (actors?, Some((system, thread)))
         };
         Ok(Tidings {
             inner: Arc::new(Inner {
@@ -186,6 +187,7 @@ impl TidingsBuilder {
                 tx_queue_max: self.tx_queue_max,
                 queue_limits: self.queue_limits,
                 next_connection: AtomicU64::new(1),
+                rules: rules_handle,
                 own_system: Mutex::new(own_system),
             }),
         })
@@ -206,7 +208,7 @@ fn start_actors(
     arbiters: usize,
     confirmed_reads: bool,
     rules: Arc<tidings_query::rls::RlsRules>,
-) -> Actors {
+) -> Result<Actors, TidingsError> {
     let pool: Vec<Arbiter> = (0..arbiters).map(|_| Arbiter::new()).collect();
     let hubs: Vec<Addr<Hub>> = pool
         .iter()
@@ -224,23 +226,20 @@ fn start_actors(
     for h in &hubs {
         h.do_send(HubSetManager(manager.clone().recipient()));
     }
+    let dispatch = Arbiter::new();
     let tx = {
         let manager = manager.clone();
-        SyncArbiter::start(1, move || {
-            TransactionActor::new(
-                ds.clone(),
-                module.clone(),
-                manager.clone(),
-                in_flight.clone(),
-                metrics.clone(),
-            )
+        TransactionActor::start_in_arbiter(&dispatch.handle(), move |_| {
+            TransactionActor::new(ds, module, manager, in_flight, metrics)
         })
     };
-    Actors {
+    let mut pool = pool;
+    pool.push(dispatch);
+    Ok(Actors {
         tx,
         manager,
         arbiters: pool,
-    }
+    })
 }
 
 struct Inner {
@@ -254,6 +253,7 @@ struct Inner {
     tx_queue_max: usize,
     queue_limits: QueueLimits,
     next_connection: AtomicU64,
+    rules: Arc<tidings_query::rls::RlsRules>,
     own_system: Mutex<Option<(actix_rt::System, std::thread::JoinHandle<()>)>>,
 }
 
@@ -284,6 +284,11 @@ impl Tidings {
     /// The module.
     pub fn module(&self) -> &Arc<Module> {
         &self.inner.module
+    }
+
+    /// The visibility rules in force.
+    pub fn rules(&self) -> &tidings_query::rls::RlsRules {
+        &self.inner.rules
     }
 
     /// Engine metrics.
@@ -372,6 +377,7 @@ impl Tidings {
             is_owner: opts.owner,
             protocol: opts.protocol,
             queue: queue.clone(),
+            token: opts.token,
         });
         Session::new(self.clone(), id, identity, opts.protocol, queue)
     }

@@ -1,7 +1,9 @@
 //! The transaction actor: the only writer.
 //!
-//! It runs alone on its own thread (a `SyncArbiter` of one), so a reducer runs from begin
-//! to commit with no `.await` in between and reducers never interleave. Every client
+//! It runs alone on a dedicated arbiter (its own thread), so a reducer runs from begin to
+//! commit with no `.await` in between and reducers never interleave. (Not a
+//! `SyncArbiter`: its dispatcher lives on the system arbiter, so an application that
+//! blocks its own system thread while waiting for a client would stall every call.) Every client
 //! request passes through its FIFO, in arrival order: reducer calls are run, while
 //! subscribe, unsubscribe and one-off requests are forwarded to the subscription manager
 //! in the same stream as the commits, so the manager sees them in exactly the order the
@@ -154,7 +156,7 @@ impl TransactionActor {
 }
 
 impl Actor for TransactionActor {
-    type Context = SyncContext<Self>;
+    type Context = Context<Self>;
 }
 
 impl Handler<CallReducer> for TransactionActor {
@@ -173,7 +175,9 @@ impl Handler<CallReducer> for TransactionActor {
             status: match &result.outcome {
                 Ok(v) => ReducerStatus::Committed(v.clone()),
                 Err(ReducerError::User(e)) => ReducerStatus::Failed(e.clone()),
-                Err(ReducerError::Internal(e)) => ReducerStatus::InternalError(e.clone()),
+                Err(ReducerError::Internal(e) | ReducerError::Args(e)) => {
+                    ReducerStatus::InternalError(e.clone())
+                }
             },
         });
         if result.tx_data.is_some() || call.is_some() {

@@ -36,6 +36,12 @@ use crate::tx::MutTx;
 use crate::tx_data::{TableUpdate, TxData, TxMeta, TxOffset};
 use crate::value::Timestamp;
 
+/// Where the commitlog of data directory `dir` lives: its own subdirectory, so the
+/// directory can hold other files of the application's (keys, configuration).
+pub fn log_dir(dir: &Path) -> std::path::PathBuf {
+    dir.join("log")
+}
+
 /// A table adopted whole from a transaction with at least this many rows gets its
 /// indexes repacked: cheap next to the load, and it roughly halves index memory.
 const BULK_ROWS_MIN: usize = 4096;
@@ -236,7 +242,9 @@ impl Datastore {
     /// is refused with every problem listed and nothing written.
     pub fn open(dir: &Path, schema: Schema, opts: OpenOptions) -> Result<Self, OpenError> {
         let mut replay = Replay::default();
-        let log = Commitlog::open(dir, opts.log, |index, payload| replay.apply(index, payload))?;
+        let log = Commitlog::open(&log_dir(dir), opts.log, |index, payload| {
+            replay.apply(index, payload)
+        })?;
         let Replay {
             state, sequences, ..
         } = replay;

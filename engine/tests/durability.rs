@@ -34,10 +34,14 @@ fn commit_rows(ds: &Datastore, people: &[&str], targets: &[u64]) {
 /// The raw payloads of the log in `dir`.
 fn payloads(dir: &Path) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    let log = Commitlog::open(dir, LogOptions::default(), |_, p: &[u8]| {
-        out.push(p.to_vec());
-        Ok::<_, std::io::Error>(())
-    })
+    let log = Commitlog::open(
+        &tidings_engine::datastore::log_dir(dir),
+        LogOptions::default(),
+        |_, p: &[u8]| {
+            out.push(p.to_vec());
+            Ok::<_, std::io::Error>(())
+        },
+    )
     .expect("log opens");
     log.close().expect("close");
     out
@@ -324,7 +328,12 @@ fn a_new_unique_constraint_that_the_rows_break_is_refused() {
 #[test]
 fn a_directory_of_other_files_is_not_a_data_directory() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("notes.txt"), "mine").expect("write");
+    std::fs::create_dir_all(tidings_engine::datastore::log_dir(dir.path())).expect("mkdir");
+    std::fs::write(
+        tidings_engine::datastore::log_dir(dir.path()).join("notes.txt"),
+        "mine",
+    )
+    .expect("write");
     let err = open(dir.path(), schema()).expect_err("foreign directory");
     assert!(err.to_string().contains("notes.txt"), "{err}");
 }

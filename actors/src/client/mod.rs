@@ -45,6 +45,8 @@ pub struct ConnectOptions {
     pub protocol: Protocol,
     /// Queue bounds for this connection (default: the server's).
     pub queue_limits: Option<QueueLimits>,
+    /// A token to hand back in the connection's first message (transports set it).
+    pub token: Option<String>,
 }
 
 /// Why callbacks are running.

@@ -1,0 +1,448 @@
+//! The network server: WebSocket subscriptions and a small HTTP API, on actix-web.
+//!
+//! - `GET /subscribe`: the WebSocket endpoint; each connection is a [`ws::WsSession`]
+//!   actor over a raw [`crate::session::Session`]. Subprotocol `v2.msgpack.tidings`
+//!   (also when the header is absent); a header naming no supported protocol gets HTTP 400
+//!   listing the supported ones. `?compression=none|gzip`, `?token=` or
+//!   `Authorization: Bearer <token>` to restore an identity (a bad token gets 401).
+//! - `POST /call/{reducer}`: JSON array (positional) or object arguments.
+//! - `POST /sql`: a SELECT evaluated under the caller's visibility rules.
+//! - `GET /schema`, `GET /metrics` (Prometheus text).
+//!
+//! The owner is [`Identity::ZERO`]; its token is [`Server::owner_token`].
+
+pub mod token;
+pub mod ws;
+
+use std::sync::atomic::Ordering;
+
+use actix_web::http::StatusCode;
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use serde::Deserialize;
+use serde_json::{Value as Json, json};
+use tidings_engine::{AlgebraicType, Identity, Value};
+use tidings_query::Caller;
+use tidings_query::rls::compile_for;
+
+use crate::client::ConnectOptions;
+use crate::messages::Protocol;
+use crate::module::ReducerError;
+use crate::system::{Tidings, TidingsError};
+use crate::wire::v2::{self, Compression};
+use token::TokenKey;
+use ws::{WsLimits, WsSession};
+
+/// The subprotocols this server speaks, preferred first.
+pub const SUPPORTED_PROTOCOLS: &[&str] = &[v2::SUBPROTOCOL];
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct Server {
+    tidings: Tidings,
+    key: TokenKey,
+    limits: WsLimits,
+}
+
+impl Server {
+    /// A server for `tidings`, issuing tokens with `key`.
+    pub fn new(tidings: Tidings, key: TokenKey, limits: WsLimits) -> Self {
+        Server {
+            tidings,
+            key,
+            limits,
+        }
+    }
+
+    /// The owner's token (bypasses visibility rules; may run DML).
+    pub fn owner_token(&self) -> String {
+        self.key.issue(&Identity::ZERO)
+    }
+
+    /// Registers the routes on an actix-web service config.
+    pub fn configure(&self, cfg: &mut web::ServiceConfig) {
+        cfg.app_data(web::Data::new(self.clone()))
+            .app_data(web::PayloadConfig::new(self.limits.message_bytes_max))
+            .route("/subscribe", web::get().to(subscribe))
+            .route("/call/{reducer}", web::post().to(call))
+            .route("/sql", web::post().to(sql))
+            .route("/schema", web::get().to(schema))
+            .route("/metrics", web::get().to(metrics));
+    }
+
+    /// Binds `addr` and returns the running server (await it, or keep its handle).
+    pub fn bind(
+        self,
+        addr: &str,
+    ) -> std::io::Result<(actix_web::dev::Server, Vec<std::net::SocketAddr>)> {
+        let server = HttpServer::new(move || {
+            let s = self.clone();
+            App::new().configure(move |cfg| s.configure(cfg))
+        })
+        .workers(1)
+        .bind(addr)?;
+        let addrs = server.addrs();
+        Ok((server.run(), addrs))
+    }
+
+    /// The identity a request proves with its token; `None` without a token.
+    fn identity(
+        &self,
+        req: &HttpRequest,
+        query_token: Option<&str>,
+    ) -> Result<Option<Identity>, Box<HttpResponse>> {
+        let header = req
+            .headers()
+            .get("authorization")
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "));
+        match header.or(query_token) {
+            None => Ok(None),
+            Some(t) => self.key.verify(t).map(Some).map_err(|e| {
+                Box::new(error(
+                    StatusCode::UNAUTHORIZED,
+                    format!("invalid token: {e}"),
+                ))
+            }),
+        }
+    }
+}
+
+fn error(status: StatusCode, message: String) -> HttpResponse {
+    HttpResponse::build(status).json(json!({ "error": message }))
+}
+
+#[derive(Deserialize)]
+struct SubscribeParams {
+    compression: Option<String>,
+    token: Option<String>,
+}
+
+async fn subscribe(
+    req: HttpRequest,
+    stream: web::Payload,
+    server: web::Data<Server>,
+    params: web::Query<SubscribeParams>,
+) -> Result<HttpResponse, actix_web::Error> {
+    // The handshake helper alone would answer 101 whatever the client asked for.
+    let protocol = match req.headers().get("sec-websocket-protocol") {
+        None => v2::SUBPROTOCOL,
+        Some(h) => {
+            let asked: Vec<&str> = h.to_str().unwrap_or("").split(',').map(str::trim).collect();
+            match SUPPORTED_PROTOCOLS.iter().find(|p| asked.contains(p)) {
+                Some(p) => p,
+                None => {
+                    return Ok(error(
+                        StatusCode::BAD_REQUEST,
+                        format!(
+                            "unsupported WebSocket subprotocol {:?}; supported: {}",
+                            asked,
+                            SUPPORTED_PROTOCOLS.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+    let compression = match params.compression.as_deref() {
+        None | Some("none") => Compression::None,
+        Some("gzip") => Compression::Gzip,
+        Some(other) => {
+            return Ok(error(
+                StatusCode::BAD_REQUEST,
+                format!("unknown compression {other:?}; use none or gzip"),
+            ));
+        }
+    };
+    let identity = match server.identity(&req, params.token.as_deref()) {
+        Ok(Some(id)) => id,
+        Ok(None) => match token::random_bytes() {
+            Ok(b) => Identity(b),
+            Err(e) => {
+                return Ok(error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("no randomness for a new identity: {e}"),
+                ));
+            }
+        },
+        Err(resp) => return Ok(*resp),
+    };
+    let session = server.tidings.open_session(ConnectOptions {
+        identity: Some(identity),
+        owner: identity == Identity::ZERO,
+        protocol: Protocol::V2,
+        queue_limits: None,
+        token: Some(server.key.issue(&identity)),
+    });
+    actix_web_actors::ws::WsResponseBuilder::new(
+        WsSession::new(session, compression, server.limits),
+        &req,
+        stream,
+    )
+    .protocols(&[protocol])
+    .frame_size(server.limits.message_bytes_max)
+    .start()
+}
+
+#[derive(Deserialize)]
+struct TokenParam {
+    token: Option<String>,
+}
+
+async fn call(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    server: web::Data<Server>,
+    params: web::Query<TokenParam>,
+) -> HttpResponse {
+    let reducer = path.into_inner();
+    let caller = match server.identity(&req, params.token.as_deref()) {
+        Ok(id) => id.unwrap_or(Identity::ZERO),
+        Err(resp) => return *resp,
+    };
+    if server.tidings.module().reducer_def(&reducer).is_none() {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no reducer named `{reducer}`"),
+        );
+    }
+    let args: Json = if body.is_empty() {
+        Json::Array(Vec::new())
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v @ (Json::Array(_) | Json::Object(_))) => v,
+            Ok(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "arguments must be a JSON array or object".into(),
+                );
+            }
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("arguments are not valid JSON: {e}"),
+                );
+            }
+        }
+    };
+    let Ok(args) = rmp_serde::to_vec(&args) else {
+        return error(StatusCode::BAD_REQUEST, "arguments do not encode".into());
+    };
+    let result = match server.tidings.call_raw(&reducer, args, caller).await {
+        Ok(r) => r,
+        Err(TidingsError::Overloaded(n)) => {
+            return error(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("too many requests ({n} in flight); retry later"),
+            );
+        }
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    // Acknowledge only once durable under the policy; waiting happens off the arbiter.
+    if let Some(d) = result.durable.clone() {
+        match web::block(move || d.wait()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("commit not durable: {e}"),
+                );
+            }
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        }
+    }
+    match result.outcome {
+        Ok(value) => HttpResponse::Ok().json(json!({
+            "tx_offset": result.tx_offset,
+            "value": rmp_serde::from_slice::<Json>(&value).unwrap_or(Json::Null),
+        })),
+        Err(ReducerError::User(e)) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
+        Err(ReducerError::Args(e)) => error(StatusCode::BAD_REQUEST, e),
+        Err(ReducerError::Internal(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+/// A value in JSON, as v1 JSON writes it: 64- and 128-bit integers as decimal strings,
+/// bytes and identities as hex.
+pub fn value_json(v: &Value) -> Json {
+    match v {
+        Value::Null => Json::Null,
+        Value::Bool(b) => json!(b),
+        Value::U8(x) => json!(x),
+        Value::U16(x) => json!(x),
+        Value::U32(x) => json!(x),
+        Value::I8(x) => json!(x),
+        Value::I16(x) => json!(x),
+        Value::I32(x) => json!(x),
+        Value::U64(x) => json!(x.to_string()),
+        Value::I64(x) => json!(x.to_string()),
+        Value::U128(x) => json!(x.to_string()),
+        Value::I128(x) => json!(x.to_string()),
+        Value::F32(f) => json!(f),
+        Value::F64(f) => json!(f),
+        Value::String(s) => json!(s),
+        Value::Bytes(b) => json!(b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
+        Value::Identity(id) => json!(id.to_hex()),
+        Value::Timestamp(t) => json!(t.0.to_string()),
+        Value::Enum(t) => json!(t),
+    }
+}
+
+async fn sql(
+    req: HttpRequest,
+    body: String,
+    server: web::Data<Server>,
+    params: web::Query<TokenParam>,
+) -> HttpResponse {
+    let caller = match server.identity(&req, params.token.as_deref()) {
+        Ok(id) => id,
+        Err(resp) => return *resp,
+    };
+    let first = body
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase();
+    if matches!(first.as_str(), "INSERT" | "UPDATE" | "DELETE") {
+        return if caller != Some(Identity::ZERO) {
+            error(
+                StatusCode::FORBIDDEN,
+                format!("{first} needs the owner's token"),
+            )
+        } else {
+            error(
+                StatusCode::NOT_IMPLEMENTED,
+                format!("{first} over HTTP is not supported yet; call a reducer"),
+            )
+        };
+    }
+    let identity = caller.unwrap_or_else(|| Identity::from_u64(u64::MAX));
+    let caller = Caller {
+        identity,
+        is_owner: identity == Identity::ZERO,
+    };
+    let state = server.tidings.datastore().read();
+    let rules = server.tidings.rules();
+    let queries = match compile_for(&body, state.schema(), rules, state.schema_version(), caller) {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let mut tables = Vec::new();
+    for q in queries {
+        let mut rows: Vec<_> = q
+            .fragments
+            .iter()
+            .flat_map(|p| tidings_query::evaluate_rows(p, &state))
+            .collect();
+        if q.fragments.len() > 1 {
+            rows.sort();
+            rows.dedup();
+        }
+        let ts = &state.schema().tables()[q.returned_table.idx()];
+        tables.push(json!({
+            "table": q.returned_table_name.to_string(),
+            "columns": ts.columns.iter().map(|c| c.name.to_string()).collect::<Vec<_>>(),
+            "rows": rows.iter().map(|r| r.iter().map(value_json).collect::<Vec<_>>()).collect::<Vec<_>>(),
+        }));
+    }
+    HttpResponse::Ok().json(json!({ "offset": state.offset(), "tables": tables }))
+}
+
+fn type_name(t: &AlgebraicType) -> String {
+    match t {
+        AlgebraicType::Enum(e) => format!("enum {}({})", e.name, e.variants.join("|")),
+        other => other.to_string(),
+    }
+}
+
+async fn schema(server: web::Data<Server>) -> HttpResponse {
+    let schema = server.tidings.datastore().schema();
+    let tables: Vec<Json> = schema
+        .tables()
+        .iter()
+        .map(|t| {
+            json!({
+                "name": t.name.to_string(),
+                "event": t.is_event,
+                "public": t.access == tidings_engine::Access::Public,
+                "primary_key": t.primary_key.map(|c| t.column(c).name.to_string()),
+                "columns": t.columns.iter().map(|c| json!({"name": c.name.to_string(), "type": type_name(&c.ty)})).collect::<Vec<_>>(),
+                "indexes": t.indexes.iter().map(|i| json!({
+                    "name": i.name.to_string(),
+                    "columns": i.columns.iter().map(|c| t.column(*c).name.to_string()).collect::<Vec<_>>(),
+                    "unique": i.unique,
+                })).collect::<Vec<_>>(),
+                "auto_inc": t.sequences.iter().map(|c| t.column(*c).name.to_string()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let reducers: Vec<Json> = server
+        .tidings
+        .module()
+        .reducers()
+        .map(|r| json!({"name": r.name.to_string(), "args": r.args_type, "returns": r.return_type}))
+        .collect();
+    HttpResponse::Ok().json(json!({ "tables": tables, "reducers": reducers }))
+}
+
+async fn metrics(server: web::Data<Server>) -> HttpResponse {
+    let m = server.tidings.metrics();
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    };
+    metric(
+        "tidings_sessions",
+        "gauge",
+        "Connected sessions.",
+        m.sessions.load(Ordering::Relaxed),
+    );
+    metric(
+        "tidings_queries",
+        "gauge",
+        "Distinct registered queries.",
+        m.queries.load(Ordering::Relaxed),
+    );
+    metric(
+        "tidings_tx_queue_length",
+        "gauge",
+        "Requests queued for the transaction actor.",
+        server.tidings.tx_queue_len() as u64,
+    );
+    metric(
+        "tidings_commits_total",
+        "counter",
+        "Commits that changed something.",
+        m.commits.load(Ordering::Relaxed),
+    );
+    metric(
+        "tidings_evaluations_total",
+        "counter",
+        "Query evaluations (once per distinct affected query per commit).",
+        m.evaluations.load(Ordering::Relaxed),
+    );
+    metric(
+        "tidings_deliveries_total",
+        "counter",
+        "Messages appended to session queues.",
+        m.deliveries.load(Ordering::Relaxed),
+    );
+    metric(
+        "tidings_bytes_sent_total",
+        "counter",
+        "Bytes written to WebSocket sessions.",
+        m.bytes_sent.load(Ordering::Relaxed),
+    );
+    out.push_str("# HELP tidings_dropped_sessions_total Sessions dropped, by reason.\n# TYPE tidings_dropped_sessions_total counter\n");
+    for (reason, n) in m.dropped.lock().iter() {
+        out.push_str(&format!(
+            "tidings_dropped_sessions_total{{reason={:?}}} {n}\n",
+            reason
+        ));
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(out)
+}

@@ -1,0 +1,230 @@
+//! The WebSocket session actor: one per connection.
+//!
+//! It owns no delivery state: its hub appends to the session's queue and wakes this actor
+//! when the queue goes from empty to non-empty; the actor drains it, encodes each message
+//! for its protocol and writes it to the socket. Incoming frames are decoded and forwarded
+//! in order into the transaction actor's FIFO. A malformed frame is answered with an error
+//! naming what was wrong; it never closes other sessions or stops the server.
+//!
+//! Everything that touches actix-web-actors (deprecated upstream in favour of actix-ws)
+//! stays in this file, so a swap is local.
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web_actors::ws;
+
+use crate::messages::{ClientMessage, Envelope, ServerMessage};
+use crate::session::Session;
+use crate::system::TidingsError;
+use crate::wire::v2::{self, Compression};
+
+/// Limits of one WebSocket session.
+#[derive(Clone, Copy, Debug)]
+pub struct WsLimits {
+    /// Largest incoming message, in bytes.
+    pub message_bytes_max: usize,
+    /// Heartbeat ping interval.
+    pub heartbeat: Duration,
+    /// A client silent (no frame, no pong) this long is closed.
+    pub idle_timeout: Duration,
+    /// Messages written per wake-up before yielding to other sessions on the arbiter.
+    pub drain_batch: usize,
+}
+
+impl Default for WsLimits {
+    fn default() -> Self {
+        WsLimits {
+            message_bytes_max: 1 << 20,
+            heartbeat: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+            drain_batch: 256,
+        }
+    }
+}
+
+/// The session actor.
+pub struct WsSession {
+    session: Session,
+    compression: Compression,
+    limits: WsLimits,
+    last_heard: Instant,
+    /// A message waiting for its commit to become durable before it may be sent.
+    held: Option<Envelope>,
+}
+
+impl WsSession {
+    /// A session actor over `session`.
+    pub fn new(session: Session, compression: Compression, limits: WsLimits) -> Self {
+        WsSession {
+            session,
+            compression,
+            limits,
+            last_heard: Instant::now(),
+            held: None,
+        }
+    }
+
+    fn drain(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        for _ in 0..self.limits.drain_batch {
+            let Some(env) = self.held.take().or_else(|| self.session.queue().try_pop()) else {
+                return;
+            };
+            if let Some(d) = &env.durable
+                && !d.is_durable()
+            {
+                // Acknowledge only once durable; never block the arbiter on fsync.
+                self.held = Some(env);
+                ctx.run_later(Duration::from_millis(1), |act, ctx| act.drain(ctx));
+                return;
+            }
+            match &*env.message {
+                ServerMessage::Disconnected { reason } => {
+                    ctx.close(Some(ws::CloseReason {
+                        code: ws::CloseCode::Policy,
+                        description: Some(reason.clone()),
+                    }));
+                    ctx.stop();
+                    return;
+                }
+                msg => {
+                    if let Some(bytes) = v2::encode_server(msg, self.compression) {
+                        self.session
+                            .tidings()
+                            .metrics()
+                            .bytes_sent
+                            .fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                        ctx.binary(bytes);
+                    }
+                }
+            }
+        }
+        // More may be queued: continue after other actors on this arbiter had a turn.
+        ctx.notify(Drain);
+    }
+
+    fn reply_error(&self, ctx: &mut ws::WebsocketContext<Self>, error: String) {
+        let msg = ServerMessage::SubscriptionError {
+            request_id: None,
+            query_set_id: None,
+            error,
+        };
+        if let Some(bytes) = v2::encode_server(&msg, Compression::None) {
+            ctx.binary(bytes);
+        }
+    }
+
+    fn request(&mut self, ctx: &mut ws::WebsocketContext<Self>, message: ClientMessage) {
+        let request_id = message.request_id();
+        if let Err(e) = self.session.send(message) {
+            let error = match e {
+                TidingsError::Overloaded(_) => {
+                    format!("too many requests: request {request_id} was not accepted; retry later")
+                }
+                other => format!("request {request_id} failed: {other}"),
+            };
+            let msg = ServerMessage::SubscriptionError {
+                request_id: Some(request_id),
+                query_set_id: None,
+                error,
+            };
+            if let Some(bytes) = v2::encode_server(&msg, Compression::None) {
+                ctx.binary(bytes);
+            }
+        }
+    }
+}
+
+/// Wakes a session actor to drain its queue.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Drain;
+
+impl Actor for WsSession {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(64);
+        let addr = ctx.address();
+        self.session
+            .queue()
+            .set_on_ready(move || addr.do_send(Drain));
+        ctx.notify(Drain);
+        ctx.run_interval(self.limits.heartbeat, |act, ctx| {
+            if act.last_heard.elapsed() > act.limits.idle_timeout {
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Away,
+                    description: Some(format!(
+                        "idle for more than {} s (no frames, no pongs)",
+                        act.limits.idle_timeout.as_secs()
+                    )),
+                }));
+                ctx.stop();
+                return;
+            }
+            ctx.ping(b"");
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.session.close();
+    }
+}
+
+impl Handler<Drain> for WsSession {
+    type Result = ();
+
+    fn handle(&mut self, _: Drain, ctx: &mut Self::Context) {
+        self.drain(ctx);
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
+    fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        self.last_heard = Instant::now();
+        match item {
+            Ok(ws::Message::Binary(bytes)) => {
+                if bytes.len() > self.limits.message_bytes_max {
+                    ctx.close(Some(ws::CloseReason {
+                        code: ws::CloseCode::Size,
+                        description: Some(format!(
+                            "message of {} bytes exceeds the limit of {} bytes",
+                            bytes.len(),
+                            self.limits.message_bytes_max
+                        )),
+                    }));
+                    ctx.stop();
+                    return;
+                }
+                match v2::decode_client(&bytes) {
+                    Ok(m) => self.request(ctx, m),
+                    Err(e) => self.reply_error(ctx, format!("malformed message: {e}")),
+                }
+            }
+            Ok(ws::Message::Text(_)) => self.reply_error(
+                ctx,
+                format!(
+                    "malformed message: text frames are not part of {}; send binary MessagePack",
+                    v2::SUBPROTOCOL
+                ),
+            ),
+            Ok(ws::Message::Ping(p)) => ctx.pong(&p),
+            Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
+            Ok(ws::Message::Continuation(_)) => self.reply_error(
+                ctx,
+                "malformed message: fragmented messages are not supported".into(),
+            ),
+            Ok(ws::Message::Close(reason)) => {
+                ctx.close(reason);
+                ctx.stop();
+            }
+            Err(e) => {
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Protocol,
+                    description: Some(format!("protocol error: {e}")),
+                }));
+                ctx.stop();
+            }
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! The WebSocket server over a real loopback socket (port 0): handshake rules, tokens,
+//! subscriptions, reducer results, ordering against an in-process client, malformed input.
+
+use std::time::Duration;
+
+use actix_web::web::Bytes;
+use awc::ws::{Frame, Message};
+use futures::{SinkExt, StreamExt};
+use tidings::actors::server::token::TokenKey;
+use tidings::actors::server::ws::WsLimits;
+use tidings::actors::server::{SUPPORTED_PROTOCOLS, Server};
+use tidings::actors::wire::rowlist;
+use tidings::actors::wire::v2::{
+    self, ClientMessageWire, OutcomeWire, RowsWire, ServerMessageWire,
+};
+use tidings::engine::Row;
+use tidings::{Identity, Tidings, demo};
+
+type Conn = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
+
+async fn start() -> (Tidings, String, String) {
+    let tidings = Tidings::builder(demo::chat_module())
+        .start()
+        .expect("start");
+    let key = TokenKey::random().expect("key");
+    let server = Server::new(tidings.clone(), key, WsLimits::default());
+    let owner = server.owner_token();
+    let (running, addrs) = server.bind("127.0.0.1:0").expect("bind");
+    actix_rt::spawn(running);
+    (tidings, format!("127.0.0.1:{}", addrs[0].port()), owner)
+}
+
+async fn connect(addr: &str, query: &str) -> Conn {
+    let (_, conn) = awc::Client::new()
+        .ws(format!("ws://{addr}/subscribe{query}"))
+        .protocols(["v2.msgpack.tidings"])
+        .connect()
+        .await
+        .expect("connects");
+    conn
+}
+
+async fn send(conn: &mut Conn, msg: ClientMessageWire) {
+    conn.send(Message::Binary(Bytes::from(v2::encode_client(&msg))))
+        .await
+        .expect("send");
+}
+
+/// The next server message, skipping pings; fails after a deadline.
+async fn next(conn: &mut Conn) -> ServerMessageWire<'static> {
+    loop {
+        let frame = tokio_timeout(conn.next())
+            .await
+            .expect("a frame in time")
+            .expect("stream open")
+            .expect("frame");
+        match frame {
+            Frame::Binary(b) => return v2::decode_server(&b).expect("decodes"),
+            Frame::Ping(p) => conn.send(Message::Pong(p)).await.expect("pong"),
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+}
+
+async fn tokio_timeout<F: std::future::Future>(f: F) -> Option<F::Output> {
+    let sleep = actix_rt::time::sleep(Duration::from_secs(20));
+    futures::pin_mut!(f);
+    futures::pin_mut!(sleep);
+    match futures::future::select(f, sleep).await {
+        futures::future::Either::Left((v, _)) => Some(v),
+        futures::future::Either::Right(_) => None,
+    }
+}
+
+fn message_rows(tidings: &Tidings, list: &v2::RowList<'_>) -> Vec<Row> {
+    let schema = tidings.datastore().schema();
+    let table = schema
+        .tables()
+        .iter()
+        .find(|t| &*t.name == "message")
+        .expect("message table")
+        .clone();
+    let body = v2::row_list_body(&list.0).expect("body");
+    let mut framed = Vec::new();
+    let _ = rmp::encode::write_bin(&mut framed, &body);
+    rowlist::decode(&table, &framed).expect("rows decode")
+}
+
+fn args<A: serde::Serialize>(a: &A) -> Vec<u8> {
+    rmp_serde::to_vec(a).expect("args")
+}
+
+#[test]
+fn subscribe_call_and_receive_over_a_real_socket() {
+    actix_rt::System::new().block_on(async {
+        let (tidings, addr, _) = start().await;
+        let mut a = connect(&addr, "").await;
+        let ServerMessageWire::InitialConnection {
+            identity, token, ..
+        } = next(&mut a).await
+        else {
+            panic!("InitialConnection first");
+        };
+        let token = token.expect("a token").into_owned();
+        send(
+            &mut a,
+            ClientMessageWire::Subscribe {
+                request_id: 1,
+                query_set_id: 10,
+                queries: vec!["SELECT * FROM message".into()],
+            },
+        )
+        .await;
+        assert!(matches!(
+            next(&mut a).await,
+            ServerMessageWire::SubscribeApplied {
+                request_id: 1,
+                query_set_id: 10,
+                ..
+            }
+        ));
+
+        // A second WebSocket client and an in-process client watch the same table.
+        let mut b = connect(&addr, "?compression=gzip").await;
+        let _ = next(&mut b).await;
+        send(
+            &mut b,
+            ClientMessageWire::Subscribe {
+                request_id: 7,
+                query_set_id: 1,
+                queries: vec!["SELECT * FROM message".into()],
+            },
+        )
+        .await;
+        assert!(matches!(
+            next(&mut b).await,
+            ServerMessageWire::SubscribeApplied { .. }
+        ));
+        let local = tidings.connect();
+        let applied = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ap = applied.clone();
+        local
+            .subscription_builder()
+            .on_applied(move |_| ap.store(true, std::sync::atomic::Ordering::SeqCst))
+            .subscribe(&["SELECT * FROM message"])
+            .expect("local subscribe");
+        assert!(local.run_until(Duration::from_secs(20), |_| {
+            applied.load(std::sync::atomic::Ordering::SeqCst)
+        }));
+
+        for (i, text) in ["one", "two", "three"].iter().enumerate() {
+            send(
+                &mut a,
+                ClientMessageWire::CallReducer {
+                    request_id: 100 + i as u32,
+                    reducer: "send_message".into(),
+                    args: args(&(text,)),
+                },
+            )
+            .await;
+        }
+        let mut a_offsets = Vec::new();
+        for i in 0..3u32 {
+            let ServerMessageWire::ReducerResult {
+                request_id,
+                tx_offset,
+                outcome: OutcomeWire::Ok { update, .. },
+                ..
+            } = next(&mut a).await
+            else {
+                panic!("a reducer result");
+            };
+            assert_eq!(request_id, 100 + i, "results in request order");
+            let RowsWire::Persistent { inserts, .. } = &update.query_sets[0].tables[0].rows else {
+                panic!("persistent rows");
+            };
+            let rows = message_rows(&tidings, inserts);
+            assert_eq!(rows.len(), 1);
+            assert_eq!(
+                rows[0][1],
+                tidings::engine::Value::from(Identity(
+                    identity.as_ref().try_into().expect("32 bytes")
+                ))
+            );
+            a_offsets.push(tx_offset.expect("committed"));
+        }
+        let mut b_offsets = Vec::new();
+        for _ in 0..3 {
+            let ServerMessageWire::TransactionUpdate(u) = next(&mut b).await else {
+                panic!("a bare transaction update for the other client");
+            };
+            b_offsets.push(u.tx_offset);
+        }
+        let mut local_offsets = Vec::new();
+        let mut last = 0;
+        assert!(local.run_until(Duration::from_secs(20), |c| {
+            if c.last_offset() != last {
+                last = c.last_offset();
+                local_offsets.push(last);
+            }
+            local_offsets.len() == 3
+        }));
+        assert_eq!(
+            a_offsets, b_offsets,
+            "both sockets saw the same commits in the same order"
+        );
+        assert_eq!(a_offsets, local_offsets, "and so did the in-process client");
+
+        // Reconnecting with the token restores the identity.
+        let mut again = connect(&addr, &format!("?token={token}")).await;
+        let ServerMessageWire::InitialConnection { identity: id2, .. } = next(&mut again).await
+        else {
+            panic!("InitialConnection");
+        };
+        assert_eq!(id2, identity);
+        tidings.shutdown();
+    });
+}
+
+#[test]
+fn malformed_frames_get_errors_and_the_server_keeps_serving() {
+    actix_rt::System::new().block_on(async {
+        let (tidings, addr, _) = start().await;
+        let mut bad = connect(&addr, "").await;
+        let _ = next(&mut bad).await;
+        let mut good = connect(&addr, "").await;
+        let _ = next(&mut good).await;
+        let garbage: [&[u8]; 5] = [&[], &[9, 1], &[0, 0xc1, 0xc1], &[1, 2, 3], &[0, 0x92, 0x01]];
+        for g in garbage {
+            bad.send(Message::Binary(Bytes::copy_from_slice(g)))
+                .await
+                .expect("send");
+            let ServerMessageWire::SubscriptionError { error, .. } = next(&mut bad).await else {
+                panic!("an error for {g:?}");
+            };
+            assert!(error.starts_with("malformed message"), "{error}");
+        }
+        bad.send(Message::Text("hello".into())).await.expect("send");
+        let ServerMessageWire::SubscriptionError { error, .. } = next(&mut bad).await else {
+            panic!("an error for text");
+        };
+        assert!(error.contains("text frames"), "{error}");
+        send(
+            &mut bad,
+            ClientMessageWire::Subscribe {
+                request_id: 3,
+                query_set_id: 1,
+                queries: vec!["SELECT * FROM nope".into()],
+            },
+        )
+        .await;
+        let ServerMessageWire::SubscriptionError {
+            request_id, error, ..
+        } = next(&mut bad).await
+        else {
+            panic!("a subscription error");
+        };
+        assert_eq!(request_id, Some(3));
+        assert!(error.contains("unknown table `nope`"), "{error}");
+        // The other client is unaffected.
+        send(
+            &mut good,
+            ClientMessageWire::CallReducer {
+                request_id: 1,
+                reducer: "send_message".into(),
+                args: args(&("still fine",)),
+            },
+        )
+        .await;
+        assert!(matches!(
+            next(&mut good).await,
+            ServerMessageWire::ReducerResult {
+                outcome: OutcomeWire::Ok { .. },
+                ..
+            }
+        ));
+        tidings.shutdown();
+    });
+}
+
+#[test]
+fn handshake_rejects_unknown_subprotocols_and_bad_tokens() {
+    actix_rt::System::new().block_on(async {
+        let (tidings, addr, owner) = start().await;
+        let res = awc::Client::new()
+            .ws(format!("ws://{addr}/subscribe"))
+            .protocols(["v9.carrier-pigeon"])
+            .connect()
+            .await;
+        match res {
+            Err(awc::error::WsClientError::InvalidResponseStatus(s)) => assert_eq!(s.as_u16(), 400),
+            Err(other) => panic!("expected HTTP 400, got {other:?}"),
+            Ok(_) => panic!("an unknown subprotocol must not upgrade"),
+        }
+        let mut resp = awc::Client::new()
+            .get(format!("http://{addr}/subscribe"))
+            .insert_header(("Sec-WebSocket-Protocol", "v9.carrier-pigeon"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status().as_u16(), 400);
+        let body = resp.body().await.expect("body");
+        let body = String::from_utf8_lossy(&body);
+        for p in SUPPORTED_PROTOCOLS {
+            assert!(body.contains(p), "the 400 lists the supported protocols: {body}");
+        }
+        let forged = format!("{}.{}", "ab".repeat(32), "cd".repeat(32));
+        let res = awc::Client::new().ws(format!("ws://{addr}/subscribe?token={forged}")).connect().await;
+        assert!(matches!(res, Err(awc::error::WsClientError::InvalidResponseStatus(s)) if s.as_u16() == 401));
+        // No subprotocol header at all: v2 by default; the owner's token works.
+        let (_, mut owner_conn) = awc::Client::new()
+            .ws(format!("ws://{addr}/subscribe?token={owner}"))
+            .connect()
+            .await
+            .expect("owner connects");
+        assert!(matches!(next(&mut owner_conn).await, ServerMessageWire::InitialConnection { .. }));
+        tidings.shutdown();
+    });
+}
