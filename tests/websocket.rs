@@ -317,3 +317,120 @@ fn handshake_rejects_unknown_subprotocols_and_bad_tokens() {
         tidings.shutdown();
     });
 }
+
+/// A small deterministic generator, so a failing frame can be reproduced.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn thousands_of_random_and_truncated_frames_never_stop_the_server() {
+    actix_rt::System::new().block_on(async {
+        let (tidings, addr, _) = start().await;
+        let mut fuzz = connect(&addr, "").await;
+        let _ = next(&mut fuzz).await;
+        let valid = v2::encode_client(&ClientMessageWire::Subscribe {
+            request_id: 1,
+            query_set_id: 1,
+            queries: vec!["SELECT * FROM message".into()],
+        });
+        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+        for i in 0..2_000u32 {
+            let frame: Vec<u8> = match i % 4 {
+                // Random bytes.
+                0 => (0..(rng.next() % 64)).map(|_| rng.next() as u8).collect(),
+                // A valid message cut short.
+                1 => valid[..(rng.next() as usize % (valid.len() - 1))].to_vec(),
+                // A bin/str/array header claiming a huge length.
+                2 => vec![0, [0xc6, 0xdb, 0xdd][rng.next() as usize % 3], 0xff, 0xff, 0xff, 0xf0, 1, 2],
+                // A valid map with a wrong field type.
+                _ => {
+                    let mut f = vec![0];
+                    rmp_serde::encode::write_named(&mut f, &serde_json::json!({"Subscribe": {"request_id": "x", "query_set_id": 1, "queries": [1]}}))
+                        .expect("encodes");
+                    f
+                }
+            };
+            fuzz.send(Message::Binary(Bytes::from(frame.clone()))).await.expect("send");
+            match next(&mut fuzz).await {
+                ServerMessageWire::SubscriptionError { error, .. } => {
+                    assert!(error.starts_with("malformed message"), "frame {i} {frame:02x?}: {error}")
+                }
+                other => panic!("frame {i} {frame:02x?}: unexpected answer {other:?}"),
+            }
+        }
+        // Still serving, this client and a new one.
+        let mut fresh = connect(&addr, "").await;
+        let _ = next(&mut fresh).await;
+        for c in [&mut fuzz, &mut fresh] {
+            send(
+                c,
+                ClientMessageWire::CallReducer {
+                    request_id: 9,
+                    reducer: "send_message".into(),
+                    args: args(&("after the storm",)),
+                },
+            )
+            .await;
+            assert!(matches!(next(c).await, ServerMessageWire::ReducerResult { outcome: OutcomeWire::Ok { .. }, .. }));
+        }
+        tidings.shutdown();
+    });
+}
+
+#[test]
+fn an_oversized_message_closes_that_connection_only() {
+    actix_rt::System::new().block_on(async {
+        let (tidings, addr, _) = start().await;
+        let mut big = connect(&addr, "").await;
+        let _ = next(&mut big).await;
+        let mut other = connect(&addr, "").await;
+        let _ = next(&mut other).await;
+        let huge = vec![0u8; WsLimits::default().message_bytes_max + 1];
+        big.send(Message::Binary(Bytes::from(huge)))
+            .await
+            .expect("send");
+        let closed = loop {
+            match tokio_timeout(big.next()).await.expect("an answer in time") {
+                Some(Ok(Frame::Close(reason))) => break reason,
+                Some(Ok(Frame::Ping(_))) => continue,
+                None => break None,
+                Some(Ok(f)) => panic!("expected a close, got {f:?}"),
+                Some(Err(e)) => panic!("expected a close, got {e}"),
+            }
+        };
+        if let Some(r) = closed {
+            assert!(
+                matches!(
+                    r.code,
+                    awc::ws::CloseCode::Size | awc::ws::CloseCode::Protocol
+                ),
+                "{r:?}"
+            );
+        }
+        send(
+            &mut other,
+            ClientMessageWire::CallReducer {
+                request_id: 1,
+                reducer: "send_message".into(),
+                args: args(&("unaffected",)),
+            },
+        )
+        .await;
+        assert!(matches!(
+            next(&mut other).await,
+            ServerMessageWire::ReducerResult {
+                outcome: OutcomeWire::Ok { .. },
+                ..
+            }
+        ));
+        tidings.shutdown();
+    });
+}
