@@ -369,8 +369,9 @@ fn transcode_scan(table: &tidings::engine::table::Table) -> Vec<u8> {
     out
 }
 
-/// Where the scan's time goes: the same result reached by cheaper routes. Only `stream`
-/// uses nothing but today's public API; `transcode` is a prototype of an engine/wire change.
+/// Where the scan's time goes: the same result reached by cheaper routes. `stream_encode`
+/// uses only today's public API (it writes the row-list body, without its 5-byte header);
+/// `transcode_stored_bytes` is a prototype of an engine/wire change.
 fn scan_breakdown(c: &mut Criterion) {
     let fx = fixture();
     let mut g = c.benchmark_group("scan_breakdown");

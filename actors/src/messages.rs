@@ -180,6 +180,9 @@ pub struct TableUpdate {
     pub rows: Arc<TableRows>,
     /// The rows' wire encodings, made on first use and shared like the rows.
     pub wire: Arc<WireCache>,
+    /// The rows' approximate size, computed once: queue meters charge it to every
+    /// session the update goes to, and must not walk the rows per session.
+    pub bytes: usize,
 }
 
 impl TableUpdate {
@@ -187,6 +190,7 @@ impl TableUpdate {
     pub fn new(table: Arc<str>, rows: TableRows) -> Self {
         TableUpdate {
             table,
+            bytes: rows.approx_bytes(),
             rows: Arc::new(rows),
             wire: Arc::default(),
         }
@@ -387,8 +391,7 @@ impl Envelope {
 
     /// A rough byte size, for queue meters.
     pub fn approx_bytes(&self) -> usize {
-        let tables =
-            |t: &[TableUpdate]| t.iter().map(|u| 32 + u.rows.approx_bytes()).sum::<usize>();
+        let tables = |t: &[TableUpdate]| t.iter().map(|u| 32 + u.bytes).sum::<usize>();
         64 + match &*self.message {
             ServerMessage::SubscribeApplied { tables: t, .. } => tables(t),
             ServerMessage::TransactionUpdate(u) => {
