@@ -6,7 +6,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tidings_engine::{Row, SqlType, TableType};
 
-use super::{DbConnection, EventContext, RowCallback, UpdateCallback};
+use super::{DbConnection, EventContext, RowCallback, TableCallbacks, UpdateCallback};
 
 /// Identifies a registered callback, for removal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -63,37 +63,28 @@ impl<T: TableType + 'static> ClientTable<T> {
     }
 
     /// Runs `f` for every row entering the cache (every event row of an event table).
-    pub fn on_insert(&self, mut f: impl FnMut(&EventContext, &T) + Send + 'static) -> CallbackId {
-        let id = self.conn.next_callback_id();
-        let cb: RowCallback = Arc::new(Mutex::new(move |ctx: &EventContext, row: &Row| {
-            if let Some(t) = typed::<T>(row) {
-                f(ctx, &t);
-            }
-        }));
-        self.conn
-            .callbacks()
-            .entry(T::NAME.into())
-            .or_default()
-            .on_insert
-            .push((id, cb));
-        id
+    pub fn on_insert(&self, f: impl FnMut(&EventContext, &T) + Send + 'static) -> CallbackId {
+        self.add_row_callback(f, |c| &mut c.on_insert)
     }
 
     /// Runs `f` for every row leaving the cache (for an event table: right after its
     /// `on_insert`, since the row is gone at the end of its transaction).
-    pub fn on_delete(&self, mut f: impl FnMut(&EventContext, &T) + Send + 'static) -> CallbackId {
+    pub fn on_delete(&self, f: impl FnMut(&EventContext, &T) + Send + 'static) -> CallbackId {
+        self.add_row_callback(f, |c| &mut c.on_delete)
+    }
+
+    fn add_row_callback(
+        &self,
+        mut f: impl FnMut(&EventContext, &T) + Send + 'static,
+        list: impl FnOnce(&mut TableCallbacks) -> &mut Vec<(CallbackId, RowCallback)>,
+    ) -> CallbackId {
         let id = self.conn.next_callback_id();
         let cb: RowCallback = Arc::new(Mutex::new(move |ctx: &EventContext, row: &Row| {
             if let Some(t) = typed::<T>(row) {
                 f(ctx, &t);
             }
         }));
-        self.conn
-            .callbacks()
-            .entry(T::NAME.into())
-            .or_default()
-            .on_delete
-            .push((id, cb));
+        list(self.conn.callbacks().entry(T::NAME.into()).or_default()).push((id, cb));
         id
     }
 
