@@ -23,8 +23,10 @@
 use hashbrown::HashMap;
 use tidings_engine::{CommittedState, Row, TxData, Value};
 
+use crate::check::{Pred, Side};
 use crate::exec::{holds, probe};
 use crate::plan::Plan;
+use crate::plan::conjuncts;
 
 /// A query's change in one commit.
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -107,6 +109,11 @@ pub fn evaluate_delta(plan: &Plan, state: &CommittedState, tx: &TxData) -> Query
         return QueryDelta::default();
     };
     let (rc, sc) = (join.returned_col.idx(), join.lookup_col.idx());
+    // Conjuncts that read one side only are checked before probing: a changed row that
+    // fails them cannot join into the result, so its probe would be wasted.
+    let (r_only, s_only) = side_conjuncts(filter);
+    let r_ok = |r: &Row| r_only.iter().all(|p| holds(p, r, None));
+    let s_ok = |s: &Row| s_only.iter().all(|p| holds(p, &[], Some(s)));
 
     if plan.returns_event_table() {
         // dE+ ⋉ S', set semantics, TxData order.
@@ -114,6 +121,9 @@ pub fn evaluate_delta(plan: &Plan, state: &CommittedState, tx: &TxData) -> Query
             .iter()
             .filter(|e| {
                 let key = &e[rc];
+                if !r_ok(e) {
+                    return false;
+                }
                 !key.is_null()
                     && probe(s_post, join.lookup_index, key).any(|s| holds(filter, e, Some(&s)))
             })
@@ -133,7 +143,7 @@ pub fn evaluate_delta(plan: &Plan, state: &CommittedState, tx: &TxData) -> Query
     let post_r = |ds: &[Row], sign: i64, counts: &mut Counts| {
         for s in ds {
             let key = &s[sc];
-            if key.is_null() {
+            if key.is_null() || !s_ok(s) {
                 continue;
             }
             for r in probe(r_post, join.returned_index, key) {
@@ -148,7 +158,7 @@ pub fn evaluate_delta(plan: &Plan, state: &CommittedState, tx: &TxData) -> Query
     let post_s = |dr: &[Row], sign: i64, counts: &mut Counts| {
         for r in dr {
             let key = &r[rc];
-            if key.is_null() {
+            if key.is_null() || !r_ok(r) {
                 continue;
             }
             for s in probe(s_post, join.lookup_index, key) {
@@ -188,4 +198,32 @@ fn by_key(rows: &[Row], col: usize) -> HashMap<&Value, Vec<&Row>> {
         m.entry(&s[col]).or_default().push(s);
     }
     m
+}
+
+/// The top-level conjuncts of `filter` that read only the returned side, and those that
+/// read only the lookup side.
+fn side_conjuncts(filter: &Pred) -> (Vec<&Pred>, Vec<&Pred>) {
+    let mut r = Vec::new();
+    let mut s = Vec::new();
+    for c in conjuncts(filter) {
+        match only_side(c) {
+            Some(Side::Returned) => r.push(c),
+            Some(Side::Lookup) => s.push(c),
+            None => {}
+        }
+    }
+    (r, s)
+}
+
+/// The one side `p` reads, if it reads exactly one (constants read none: `None`).
+fn only_side(p: &Pred) -> Option<Side> {
+    match p {
+        Pred::Const(_) => None,
+        Pred::Cmp { side, .. } => Some(*side),
+        Pred::And(v) | Pred::Or(v) => {
+            let mut sides = v.iter().map(only_side);
+            let first = sides.next()??;
+            sides.all(|s| s == Some(first)).then_some(first)
+        }
+    }
 }
