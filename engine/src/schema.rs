@@ -4,6 +4,10 @@
 //! `index(btree)` is a non-unique one. Constraint names follow PostgreSQL's habit
 //! (`{table}_{cols}_pkey`, `{table}_{cols}_key`, `{table}_{cols}_idx`) so errors can name
 //! them.
+//!
+//! Decision (DESIGN is silent): in a unique index NULL is a value like any other, so two
+//! rows cannot both hold NULL in a unique `Option` column. Comparisons in queries still
+//! follow SQL (NULL never equals anything); uniqueness is about storage identity.
 
 use std::sync::Arc;
 

@@ -3,7 +3,13 @@
 //! Sequences live outside committed state on purpose: a value drawn by a transaction that
 //! later fails is gone for good (gaps are allowed, reuse is not). Every advance is marked
 //! dirty until the next logged commit carries the high-water mark, so a failed
-//! transaction's draws are persisted by whichever commit comes next.
+//! transaction's draws are persisted by whichever commit comes next. Values drawn after
+//! the last logged commit, by transactions that failed or changed nothing, are not
+//! durable: after a crash they may be drawn again (no row ever held them).
+//!
+//! An explicit non-zero value in an `auto_inc` column is stored as given and does not
+//! move the sequence; a later drawn value may then collide with it and fail the unique
+//! check, as in PostgreSQL.
 
 use crate::error::TxError;
 use crate::schema::{ColId, Schema, TableId};
