@@ -156,3 +156,26 @@ fn the_handle_is_send_sync_and_clone() {
     assert_eq!(r.tx_offset, Some(1));
     t.shutdown();
 }
+
+#[test]
+fn a_subscribe_storm_evaluates_each_query_once_per_offset() {
+    let t = start();
+    let writer = t.connect();
+    for i in 0..20 {
+        call(&writer, "send_message", &(format!("m{i}"),));
+    }
+    let before = t.metrics().snapshots.load(Ordering::SeqCst);
+    let clients: Vec<DbConnection> = (0..50).map(|_| t.connect()).collect();
+    for c in &clients {
+        c.subscribe(&["SELECT * FROM message"]).expect("subscribe");
+    }
+    for c in &clients {
+        wait_for(c, "snapshot", |c| c.table::<Message>().count() == 20);
+    }
+    let evaluated = t.metrics().snapshots.load(Ordering::SeqCst) - before;
+    assert_eq!(
+        evaluated, 1,
+        "50 subscribers at one offset share one snapshot"
+    );
+    t.shutdown();
+}

@@ -132,6 +132,9 @@ pub struct SubscriptionManager {
     confirmed_reads: bool,
     next_hub: usize,
     rules: Arc<RlsRules>,
+    /// Snapshots taken at the current committed offset, by query; cleared by every commit
+    /// and by every query's removal.
+    snapshots: HashMap<QueryId, (TxOffset, Option<TableUpdate>)>,
 }
 
 impl SubscriptionManager {
@@ -153,6 +156,7 @@ impl SubscriptionManager {
             confirmed_reads,
             next_hub: 0,
             rules,
+            snapshots: HashMap::new(),
         }
     }
 
@@ -247,24 +251,38 @@ impl SubscriptionManager {
         }
         let mut tables = Vec::new();
         let mut set = Vec::new();
+        let tx_offset = state.offset();
         for plan in plans {
-            let rows = evaluate_rows(&plan, &state);
-            let table = plan.returned_table_name().clone();
             let returns_event = plan.returns_event_table();
             let id = self.registry.register(plan, &state);
             self.add_query_hub(id, hub);
-            if !rows.is_empty() {
-                tables.push(TableUpdate::new(
-                    table,
-                    TableRows::Persistent {
-                        inserts: rows,
-                        deletes: Vec::new(),
-                    },
-                ));
-            }
+            // One snapshot per query and offset, shared by every subscriber asking for it
+            // before the next commit (a subscribe storm evaluates each query once).
+            // Keyed by offset too: the next commit may merge before the manager hears of it.
+            let snapshot = match self.snapshots.get(&id) {
+                Some((offset, u)) if *offset == tx_offset => u.clone(),
+                _ => {
+                    let Some(plan) = self.registry.plan(id) else {
+                        continue;
+                    };
+                    let rows = evaluate_rows(plan, &state);
+                    self.metrics.snapshots.fetch_add(1, Ordering::Relaxed);
+                    let update = (!rows.is_empty()).then(|| {
+                        TableUpdate::new(
+                            plan.returned_table_name().clone(),
+                            TableRows::Persistent {
+                                inserts: rows,
+                                deletes: Vec::new(),
+                            },
+                        )
+                    });
+                    self.snapshots.insert(id, (tx_offset, update.clone()));
+                    update
+                }
+            };
+            tables.extend(snapshot);
             set.push(SetQuery { id, returns_event });
         }
-        let tx_offset = state.offset();
         drop(state);
         self.metrics
             .queries
@@ -306,7 +324,10 @@ impl SubscriptionManager {
                 self.query_hubs.remove(&id);
             }
         }
-        self.registry.unregister(id);
+        if self.registry.unregister(id) {
+            // An id may be reused by a different query after this.
+            self.snapshots.remove(&id);
+        }
     }
 
     fn unsubscribe(
@@ -461,6 +482,9 @@ impl SubscriptionManager {
     }
 
     fn committed(&mut self, msg: Committed) {
+        if msg.tx_data.is_some() {
+            self.snapshots.clear();
+        }
         let mut updates = HashMap::new();
         let (tx_offset, timestamp) = match &msg.tx_data {
             Some(tx) => {

@@ -11,6 +11,8 @@ pub struct Metrics {
     pub commits: AtomicU64,
     /// Query evaluations (each distinct affected query, once per commit).
     pub evaluations: AtomicU64,
+    /// Initial-row snapshots evaluated (one per query and offset, however many subscribe).
+    pub snapshots: AtomicU64,
     /// Messages appended to session queues.
     pub deliveries: AtomicU64,
     /// Bytes written to WebSocket sessions.
