@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tidings_engine::{
     Identity, MutTx, Row, Schema, SchemaError, SqlType, TableId, TableSchema, TableType, Timestamp,
-    TxError, Value,
+    TxError,
 };
 
 use crate::messages::ConnectionId;
@@ -241,9 +241,4 @@ pub fn encode_args<A: Serialize>(args: &A) -> Result<Vec<u8>, rmp_serde::encode:
 /// Decodes a reducer's MessagePack return value.
 pub fn decode_value<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, rmp_serde::decode::Error> {
     rmp_serde::from_slice(bytes)
-}
-
-/// The value of column `column` of `row`, by name (dynamic API helper).
-pub fn column_value<'r>(schema: &TableSchema, row: &'r Row, column: &str) -> Option<&'r Value> {
-    schema.column_id(column).map(|c| &row[c.idx()])
 }

@@ -17,7 +17,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use hashbrown::HashTable;
-use slotmap::{Key, KeyData, SlotMap, new_key_type};
+use slotmap::{KeyData, SlotMap, new_key_type};
 
 use crate::codec;
 use crate::error::TxError;
@@ -480,11 +480,6 @@ impl Table {
         upper: Bound<&Value>,
     ) -> impl Iterator<Item = RowId> + use<'a> {
         self.indexes[index].range(prefix, lower, upper)
-    }
-
-    /// Whether `id` is the null key (never a stored row).
-    pub fn is_null_id(id: RowId) -> bool {
-        id.is_null()
     }
 }
 
