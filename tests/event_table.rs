@@ -75,13 +75,7 @@ fn event_table() {
 fn multiple_events() {
     let t = start();
     let conn = t.connect();
-    let applied = Arc::new(AtomicBool::new(false));
-    let a = applied.clone();
-    conn.subscription_builder()
-        .on_applied(move |_| a.store(true, Ordering::SeqCst))
-        .subscribe(&["SELECT * FROM damage"])
-        .expect("subscribe");
-    wait_for(&conn, "applied", |_| applied.load(Ordering::SeqCst));
+    subscribe_and_wait(&conn, &["SELECT * FROM damage"]);
     let order: Arc<Mutex<Vec<u32>>> = Arc::default();
     let deletes = Arc::new(AtomicUsize::new(0));
     let o = order.clone();
@@ -117,13 +111,7 @@ fn events_dont_persist() {
     conn.table::<Damage>().on_insert(move |_, _| {
         c.fetch_add(1, Ordering::SeqCst);
     });
-    let applied = Arc::new(AtomicBool::new(false));
-    let a = applied.clone();
-    conn.subscription_builder()
-        .on_applied(move |_| a.store(true, Ordering::SeqCst))
-        .subscribe(&["SELECT * FROM damage"])
-        .expect("subscribe");
-    wait_for(&conn, "applied", |_| applied.load(Ordering::SeqCst));
+    subscribe_and_wait(&conn, &["SELECT * FROM damage"]);
     let done = Arc::new(AtomicUsize::new(0));
     let d = done.clone();
     conn.reducer_then("deal", &vec![(Identity::from_u64(1), 5u32)], move |_, _| {
@@ -150,13 +138,7 @@ fn events_dont_persist() {
     late.table::<Damage>().on_insert(move |_, _| {
         lc.fetch_add(1, Ordering::SeqCst);
     });
-    let applied = Arc::new(AtomicBool::new(false));
-    let a = applied.clone();
-    late.subscription_builder()
-        .on_applied(move |_| a.store(true, Ordering::SeqCst))
-        .subscribe(&["SELECT * FROM damage"])
-        .expect("subscribe");
-    wait_for(&late, "late applied", |_| applied.load(Ordering::SeqCst));
+    subscribe_and_wait(&late, &["SELECT * FROM damage"]);
     assert_eq!(late_count.load(Ordering::SeqCst), 0);
     assert_eq!(
         t.datastore().read().rows(tidings::engine::TableId(1)).len(),

@@ -9,22 +9,6 @@ use common::*;
 use parking_lot::Mutex;
 use tidings::{DbConnection, Identity, Tidings};
 
-fn subscribe(conn: &DbConnection, q: &str) {
-    let ok = Arc::new(AtomicBool::new(false));
-    let o = ok.clone();
-    let err: Arc<Mutex<Option<String>>> = Arc::default();
-    let e = err.clone();
-    conn.subscription_builder()
-        .on_applied(move |_| o.store(true, Ordering::SeqCst))
-        .on_error(move |_, m| *e.lock() = Some(m.to_string()))
-        .subscribe(&[q])
-        .expect("subscribe");
-    wait_for(conn, q, |_| {
-        ok.load(Ordering::SeqCst) || err.lock().is_some()
-    });
-    assert!(err.lock().is_none(), "{q}: {:?}", err.lock());
-}
-
 fn record_damage(conn: &DbConnection) -> Arc<Mutex<Vec<(Identity, u32)>>> {
     let seen: Arc<Mutex<Vec<(Identity, u32)>>> = Arc::default();
     let s = seen.clone();
@@ -61,9 +45,11 @@ fn semijoin_returning_an_event_table_delivers_events_for_matching_partners() {
     }
     let watcher = t.connect();
     let seen = record_damage(&watcher);
-    subscribe(
+    subscribe_and_wait(
         &watcher,
-        "SELECT damage.* FROM damage JOIN player ON damage.target = player.identity WHERE player.zone = 1",
+        &[
+            "SELECT damage.* FROM damage JOIN player ON damage.target = player.identity WHERE player.zone = 1",
+        ],
     );
     deal(
         &a,
@@ -107,8 +93,8 @@ fn visibility_rules_on_an_event_table_deliver_only_the_subscribers_own_events() 
     let t = Tidings::builder(module).arbiters(2).start().expect("start");
     let (a, b) = (t.connect(), t.connect());
     let (seen_a, seen_b) = (record_damage(&a), record_damage(&b));
-    subscribe(&a, "SELECT * FROM damage");
-    subscribe(&b, "SELECT * FROM damage");
+    subscribe_and_wait(&a, &["SELECT * FROM damage"]);
+    subscribe_and_wait(&b, &["SELECT * FROM damage"]);
     deal(
         &a,
         vec![

@@ -11,16 +11,6 @@ use parking_lot::Mutex;
 use tidings::actors::queue::QueueLimits;
 use tidings::{ConnectOptions, DbConnection, Identity, Tidings};
 
-fn subscribe(conn: &DbConnection, queries: &[&str]) {
-    let ok = Arc::new(AtomicBool::new(false));
-    let o = ok.clone();
-    conn.subscription_builder()
-        .on_applied(move |_| o.store(true, Ordering::SeqCst))
-        .subscribe(queries)
-        .expect("subscribe");
-    wait_for(conn, "applied", |_| ok.load(Ordering::SeqCst));
-}
-
 fn call<A: serde::Serialize>(conn: &DbConnection, reducer: &str, args: &A) {
     let done = Arc::new(AtomicBool::new(false));
     let d = done.clone();
@@ -48,8 +38,8 @@ fn one_on_insert_per_distinct_event_across_partners_and_overlapping_query_sets()
         s.lock().push(d.amount);
     });
     let join = "SELECT damage.* FROM damage JOIN message ON damage.target = message.sender";
-    subscribe(&watcher, &[join]);
-    subscribe(&watcher, &[join, "SELECT * FROM damage WHERE amount > 0"]);
+    subscribe_and_wait(&watcher, &[join]);
+    subscribe_and_wait(&watcher, &[join, "SELECT * FROM damage WHERE amount > 0"]);
     call(
         &watcher,
         "deal",
@@ -67,7 +57,7 @@ fn one_on_insert_per_distinct_event_across_partners_and_overlapping_query_sets()
 fn updates_pair_by_primary_key_and_callbacks_can_be_removed() {
     let t = start();
     let conn = t.connect();
-    subscribe(&conn, &["SELECT * FROM player"]);
+    subscribe_and_wait(&conn, &["SELECT * FROM player"]);
     let log: Arc<Mutex<Vec<String>>> = Arc::default();
     let players = conn.table::<Player>();
     let l = log.clone();
@@ -117,8 +107,8 @@ fn a_client_that_stops_reading_is_dropped_and_nobody_else_notices() {
         ..Default::default()
     });
     let fast = t.connect();
-    subscribe(&slow, &["SELECT * FROM message"]);
-    subscribe(&fast, &["SELECT * FROM message"]);
+    subscribe_and_wait(&slow, &["SELECT * FROM message"]);
+    subscribe_and_wait(&fast, &["SELECT * FROM message"]);
     let got = Arc::new(AtomicUsize::new(0));
     let g = got.clone();
     fast.table::<Message>().on_insert(move |_, _| {

@@ -45,6 +45,21 @@ fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
+/// Inserts a message from the caller (shared by the reducers below).
+fn insert_message(ctx: &mut ReducerContext<'_>, text: String) -> Result<(), String> {
+    let sender = ctx.sender;
+    ctx.db
+        .table::<Message>()
+        .map_err(err)?
+        .insert(Message {
+            id: 0,
+            sender,
+            text,
+        })
+        .map_err(err)?;
+    Ok(())
+}
+
 pub fn module() -> Module {
     Module::new()
         .table::<Message>()
@@ -53,16 +68,7 @@ pub fn module() -> Module {
         .reducer(
             "send_message",
             |ctx: &mut ReducerContext<'_>, (text,): (String,)| {
-                let sender = ctx.sender;
-                ctx.db
-                    .table::<Message>()
-                    .map_err(err)?
-                    .insert(Message {
-                        id: 0,
-                        sender,
-                        text,
-                    })
-                    .map_err(err)?;
+                insert_message(ctx, text)?;
                 Ok(())
             },
         )
@@ -116,33 +122,15 @@ pub fn module() -> Module {
         .reducer(
             "fail_after_insert",
             |ctx: &mut ReducerContext<'_>, (text,): (String,)| {
-                let sender = ctx.sender;
-                ctx.db
-                    .table::<Message>()
-                    .map_err(err)?
-                    .insert(Message {
-                        id: 0,
-                        sender,
-                        text,
-                    })
-                    .map_err(err)?;
+                insert_message(ctx, text)?;
                 Err::<(), _>("refused on purpose".to_string())
             },
         )
         .reducer(
             "panic_after_insert",
             |ctx: &mut ReducerContext<'_>, (text,): (String,)| {
-                let sender = ctx.sender;
-                ctx.db
-                    .table::<Message>()
-                    .map_err(err)?
-                    .insert(Message {
-                        id: 0,
-                        sender,
-                        text,
-                    })
-                    .map_err(err)?;
-                if sender != Identity::ZERO {
+                insert_message(ctx, text)?;
+                if ctx.sender != Identity::ZERO {
                     panic!("boom");
                 }
                 Ok(())
@@ -165,4 +153,23 @@ pub fn wait_for(conn: &DbConnection, what: &str, mut cond: impl FnMut(&DbConnect
         conn.run_until(WAIT, |c| cond(c)),
         "timed out waiting for {what}"
     );
+}
+
+/// Subscribes `conn` to `queries` as one query set and waits until it is applied.
+pub fn subscribe_and_wait(conn: &DbConnection, queries: &[&str]) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let applied = Arc::new(AtomicBool::new(false));
+    let a = applied.clone();
+    let error = Arc::new(parking_lot::Mutex::new(None::<String>));
+    let e = error.clone();
+    conn.subscription_builder()
+        .on_applied(move |_| a.store(true, Ordering::SeqCst))
+        .on_error(move |_, m| *e.lock() = Some(m.to_string()))
+        .subscribe(queries)
+        .expect("subscribe");
+    wait_for(conn, "subscription applied", |_| {
+        applied.load(Ordering::SeqCst) || error.lock().is_some()
+    });
+    assert!(error.lock().is_none(), "{queries:?}: {:?}", error.lock());
 }
