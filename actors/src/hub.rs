@@ -53,6 +53,27 @@ struct Session {
     sets: HashMap<QuerySetId, QuerySet>,
 }
 
+/// What changed for one session in one commit: (query set, query) pairs, sorted.
+type ContentKey = SmallVec<[(QuerySetId, QueryId); 2]>;
+
+/// The query-set updates for `content`, taking each query's rows from the broadcast.
+fn group_by_set(content: &ContentKey, b: &CommitBroadcast) -> Vec<QuerySetUpdate> {
+    let mut out: Vec<QuerySetUpdate> = Vec::new();
+    for (qs, id) in content {
+        let Some(update) = b.updates.get(id) else {
+            continue;
+        };
+        match out.last_mut() {
+            Some(u) if u.query_set_id == *qs => u.tables.push(update.clone()),
+            _ => out.push(QuerySetUpdate {
+                query_set_id: *qs,
+                tables: vec![update.clone()],
+            }),
+        }
+    }
+    out
+}
+
 /// A hub actor; one per pool arbiter.
 pub struct Hub {
     sessions: SlotMap<SessionKey, Session>,
@@ -61,7 +82,7 @@ pub struct Hub {
     manager: Option<Recipient<SessionDropped>>,
     metrics: Arc<Metrics>,
     /// Reused per commit: each affected session's query-set updates.
-    scratch: HashMap<SessionKey, Vec<QuerySetUpdate>>,
+    scratch: HashMap<SessionKey, ContentKey>,
 }
 
 impl Hub {
@@ -78,24 +99,37 @@ impl Hub {
     }
 
     fn push(&mut self, key: SessionKey, envelope: Envelope) {
+        if self.push_counted(key, envelope) {
+            self.metrics.deliveries.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Like [`Hub::push`], leaving the delivery count to the caller; whether it queued.
+    fn push_counted(&mut self, key: SessionKey, envelope: Envelope) -> bool {
+        let Some(s) = self.sessions.get(key) else {
+            return false;
+        };
+        match s.queue.push(envelope) {
+            Pushed::Queued | Pushed::QueuedWasEmpty => true,
+            Pushed::Dropped => {
+                self.dropped(key);
+                false
+            }
+            Pushed::Gone => false,
+        }
+    }
+
+    fn dropped(&mut self, key: SessionKey) {
         let Some(s) = self.sessions.get(key) else {
             return;
         };
-        match s.queue.push(envelope) {
-            Pushed::Queued | Pushed::QueuedWasEmpty => {
-                self.metrics.deliveries.fetch_add(1, Ordering::Relaxed);
-            }
-            Pushed::Dropped => {
-                let reason = s.queue.dropped_reason().unwrap_or_default();
-                tracing::warn!(connection = s.connection.0, %reason, "dropping session");
-                self.metrics.count_drop(&reason);
-                if let Some(m) = &self.manager {
-                    m.do_send(SessionDropped {
-                        connection: s.connection,
-                    });
-                }
-            }
-            Pushed::Gone => {}
+        let reason = s.queue.dropped_reason().unwrap_or_default();
+        tracing::warn!(connection = s.connection.0, %reason, "dropping session");
+        self.metrics.count_drop(&reason);
+        if let Some(m) = &self.manager {
+            m.do_send(SessionDropped {
+                connection: s.connection,
+            });
         }
     }
 
@@ -125,7 +159,7 @@ impl Hub {
     fn commit(&mut self, b: &CommitBroadcast, confirmed_reads: bool) {
         let mut per_session = std::mem::take(&mut self.scratch);
         if let Some(offset) = b.tx_offset {
-            for (id, update) in &b.updates {
+            for id in b.updates.keys() {
                 for &(key, qs) in self.by_query.get(id).into_iter().flatten() {
                     let Some(set) = self.sessions.get(key).and_then(|s| s.sets.get(&qs)) else {
                         continue;
@@ -133,14 +167,7 @@ impl Hub {
                     if offset <= set.from_offset {
                         continue;
                     }
-                    let sets = per_session.entry(key).or_default();
-                    match sets.iter_mut().find(|u| u.query_set_id == qs) {
-                        Some(u) => u.tables.push(update.clone()),
-                        None => sets.push(QuerySetUpdate {
-                            query_set_id: qs,
-                            tables: vec![update.clone()],
-                        }),
-                    }
+                    per_session.entry(key).or_default().push((qs, *id));
                 }
             }
         }
@@ -153,35 +180,54 @@ impl Hub {
         } else {
             None
         };
-        let update = |query_sets: Vec<QuerySetUpdate>, reducer_event| TransactionUpdate {
-            tx_offset: b.tx_offset.unwrap_or(0),
-            timestamp: b.timestamp,
-            query_sets,
-            reducer_event,
-        };
-        for (key, mut sets) in per_session.drain() {
+        // Sessions whose share of the commit is the same (same query sets, same changed
+        // queries, same protocol) get the same message: build it once, clone the `Arc`.
+        let mut built: HashMap<(bool, ContentKey), Arc<ServerMessage>> = HashMap::new();
+        let mut delivered = 0u64;
+        for (key, mut content) in per_session.drain() {
             if caller.is_some_and(|(k, _)| k == key) {
                 continue;
             }
             let Some(s) = self.sessions.get(key) else {
                 continue;
             };
-            sets.sort_by_key(|u| u.query_set_id);
-            let event = (s.protocol == Protocol::V1).then(|| ReducerEvent {
-                reducer: String::new(),
-                args: Vec::new(),
-                caller: Default::default(),
-                status: b
-                    .call
-                    .as_ref()
-                    .map_or(ReducerStatus::Committed(Vec::new()), |c| c.status.clone()),
-            });
+            content.sort_unstable();
+            let v1 = s.protocol == Protocol::V1;
+            let message = built
+                .entry((v1, content))
+                .or_insert_with_key(|(v1, content)| {
+                    let event = v1.then(|| ReducerEvent {
+                        reducer: String::new(),
+                        args: Vec::new(),
+                        caller: Default::default(),
+                        status: b
+                            .call
+                            .as_ref()
+                            .map_or(ReducerStatus::Committed(Vec::new()), |c| c.status.clone()),
+                    });
+                    Arc::new(ServerMessage::TransactionUpdate(TransactionUpdate {
+                        tx_offset: b.tx_offset.unwrap_or(0),
+                        timestamp: b.timestamp,
+                        query_sets: group_by_set(content, b),
+                        reducer_event: event,
+                    }))
+                })
+                .clone();
             let envelope = Envelope {
-                message: Arc::new(ServerMessage::TransactionUpdate(update(sets, event))),
+                message,
                 durable: durable_for_all.clone(),
             };
-            self.push(key, envelope);
+            delivered += u64::from(self.push_counted(key, envelope));
         }
+        self.metrics
+            .deliveries
+            .fetch_add(delivered, Ordering::Relaxed);
+        let update = |query_sets: Vec<QuerySetUpdate>, reducer_event| TransactionUpdate {
+            tx_offset: b.tx_offset.unwrap_or(0),
+            timestamp: b.timestamp,
+            query_sets,
+            reducer_event,
+        };
         if let Some((key, call)) = caller {
             let mut sets = self.take_caller_sets(b, key);
             sets.sort_by_key(|u| u.query_set_id);
