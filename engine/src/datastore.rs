@@ -285,8 +285,7 @@ impl Datastore {
         }
         let report = migrate::plan(&guard.schema, &schema)?;
         let schema = Arc::new(schema);
-        let mut next = rebuild(&guard, schema.clone())?;
-        next.schema_version = guard.schema_version + 1;
+        let next = rebuild(&guard, schema.clone())?;
         if let Some(log) = &self.inner.log {
             log.append(record::encode_schema(guard.offset, &schema))?
                 .wait()?;
@@ -559,12 +558,8 @@ impl Replay {
                 let schema = Arc::new(schema);
                 let next = match &self.state {
                     None => CommittedState::new(schema.clone()),
-                    Some(old) => {
-                        let mut s = rebuild(old, schema.clone())
-                            .map_err(|source| ReplayError::Migration { index, source })?;
-                        s.schema_version = old.schema_version + 1;
-                        s
-                    }
+                    Some(old) => rebuild(old, schema.clone())
+                        .map_err(|source| ReplayError::Migration { index, source })?,
                 };
                 let old = self.state.as_ref().map(|s| (&*s.schema, &self.sequences));
                 self.sequences = Sequences::for_schema(&schema, old);

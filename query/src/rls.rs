@@ -539,6 +539,21 @@ pub struct ClientQuery {
 }
 
 impl ClientQuery {
+    /// The rows the client sees now: the union of its fragments, each row once when
+    /// several rules admit it (one-off queries and initial reads over HTTP).
+    pub fn evaluate(&self, state: &tidings_engine::CommittedState) -> Vec<tidings_engine::Row> {
+        let mut rows: Vec<_> = self
+            .fragments
+            .iter()
+            .flat_map(|p| crate::exec::evaluate_rows(p, state))
+            .collect();
+        if self.fragments.len() > 1 {
+            rows.sort();
+            rows.dedup();
+        }
+        rows
+    }
+
     /// A client query of `fragments`, all returning `table`.
     fn new(schema: &Schema, table: TableId, fragments: Vec<Plan>) -> Self {
         let ts = &schema.tables()[table.idx()];

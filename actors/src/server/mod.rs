@@ -329,15 +329,7 @@ async fn sql(
     };
     let mut tables = Vec::new();
     for q in queries {
-        let mut rows: Vec<_> = q
-            .fragments
-            .iter()
-            .flat_map(|p| tidings_query::evaluate_rows(p, &state))
-            .collect();
-        if q.fragments.len() > 1 {
-            rows.sort();
-            rows.dedup();
-        }
+        let rows = q.evaluate(&state);
         let ts = &state.schema().tables()[q.returned_table.idx()];
         tables.push(json!({
             "table": q.returned_table_name.to_string(),
