@@ -27,7 +27,7 @@ use crate::metrics::Metrics;
 use crate::module::{Module, encode_args};
 use crate::queue::{QueueLimits, SessionQueue};
 use crate::session::Session;
-use crate::transaction::{CallReducer, CallResult, Forward, TransactionActor};
+use crate::transaction::{CallReducer, CallResult, DmlDone, Forward, RunDml, TransactionActor};
 
 /// Starting or using Tidings failed.
 #[derive(Debug, Error)]
@@ -370,6 +370,23 @@ impl Tidings {
         self.inner
             .tx
             .send(msg)
+            .await
+            .map_err(|_| TidingsError::Stopped)
+    }
+
+    /// Runs an `INSERT`, `UPDATE` or `DELETE` as the owner (identity zero), as one
+    /// transaction in order with every reducer call; subscribers see its commit.
+    pub async fn execute_dml(
+        &self,
+        sql: &str,
+    ) -> Result<Result<DmlDone, tidings_query::dml::DmlError>, TidingsError> {
+        self.reserve()?;
+        self.inner
+            .tx
+            .send(RunDml {
+                caller: Identity::ZERO,
+                sql: sql.into(),
+            })
             .await
             .map_err(|_| TidingsError::Stopped)
     }

@@ -21,6 +21,9 @@ use actix::prelude::*;
 use tidings_engine::commitlog::Durable;
 use tidings_engine::{Datastore, Identity, Timestamp, TxData, TxMeta, TxOffset};
 
+use tidings_query::Caller;
+use tidings_query::dml::{self, DmlError};
+
 use crate::manager::{CallInfo, Committed, ManagerRequest, SubscriptionManager};
 use crate::messages::{ConnectionId, ReducerStatus, RequestId};
 use crate::metrics::Metrics;
@@ -56,6 +59,28 @@ pub struct CallResult {
     pub durable: Option<Durable>,
     /// The commit's TxData.
     pub tx_data: Option<Arc<TxData>>,
+}
+
+/// Runs the owner's `INSERT`, `UPDATE` or `DELETE` as one transaction; subscribers see
+/// it like any reducer's commit (with no reducer named).
+#[derive(Message)]
+#[rtype(result = "Result<DmlDone, DmlError>")]
+pub struct RunDml {
+    /// Who runs it (the owner: identity zero).
+    pub caller: Identity,
+    /// The statement's text; compiled here, against the schema in force when it runs.
+    pub sql: String,
+}
+
+/// What a statement did.
+#[derive(Debug, Clone)]
+pub struct DmlDone {
+    /// Rows inserted, updated or deleted.
+    pub rows_affected: usize,
+    /// The commit offset, when something changed.
+    pub tx_offset: Option<TxOffset>,
+    /// Resolves once the commit is durable (when a log is attached).
+    pub durable: Option<Durable>,
 }
 
 /// A request the manager handles, routed through this actor's FIFO to keep order.
@@ -189,6 +214,43 @@ impl Handler<CallReducer> for TransactionActor {
             });
         }
         MessageResult(result)
+    }
+}
+
+impl Handler<RunDml> for TransactionActor {
+    type Result = Result<DmlDone, DmlError>;
+
+    fn handle(&mut self, msg: RunDml, _: &mut Self::Context) -> Self::Result {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        let caller = Caller {
+            identity: msg.caller,
+            is_owner: msg.caller == Identity::ZERO,
+        };
+        let statement = dml::compile(&msg.sql, &self.ds.schema(), caller)?;
+        let mut tx = self.ds.begin_mut_tx();
+        tx.set_meta(TxMeta {
+            reducer: None,
+            caller: msg.caller,
+        });
+        // On error `tx` drops here, rolling back whatever part of the statement ran.
+        let rows_affected = dml::execute(&statement, &mut tx)?;
+        let commit = tx.commit().map_err(|e| DmlError::Commit(e.to_string()))?;
+        self.metrics
+            .commits
+            .fetch_add(u64::from(commit.tx_data.is_some()), Ordering::Relaxed);
+        let done = DmlDone {
+            rows_affected,
+            tx_offset: commit.offset(),
+            durable: commit.durable().cloned(),
+        };
+        if commit.tx_data.is_some() {
+            self.manager.do_send(Committed {
+                tx_data: commit.tx_data,
+                call: None,
+                durable: done.durable.clone(),
+            });
+        }
+        Ok(done)
     }
 }
 

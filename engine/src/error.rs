@@ -153,7 +153,8 @@ pub enum TxError {
 }
 
 impl TxError {
-    pub(crate) fn unique(table: &Arc<str>, constraint: &Arc<str>, key: &[Value]) -> Self {
+    /// A unique-constraint violation of `constraint` on `table` by `key`.
+    pub fn unique(table: &Arc<str>, constraint: &Arc<str>, key: &[Value]) -> Self {
         TxError::UniqueViolation {
             table: table.clone(),
             constraint: constraint.clone(),

@@ -181,6 +181,38 @@ pub enum CheckErrorKind {
     /// A comparison without any column.
     #[error("a comparison must involve a column")]
     NoColumn,
+    /// NULL for a column that is not an `Option`.
+    #[error("column `{0}` is not nullable")]
+    NotNullable(String),
+    /// A column named twice in one `INSERT` column list or `SET` clause.
+    #[error("column `{0}` is named more than once")]
+    DuplicateColumn(String),
+    /// An `INSERT` leaving out a column that has neither a sequence nor NULL.
+    #[error("column `{0}` needs a value: it is neither auto_inc nor nullable")]
+    MissingValue(String),
+    /// An `INSERT` row with the wrong number of values.
+    #[error("row {row} has {got} values for {expected} columns")]
+    ValueCount {
+        /// 1-based row number.
+        row: usize,
+        /// Columns listed.
+        expected: usize,
+        /// Values given.
+        got: usize,
+    },
+    /// A literal assigned to a column of another type.
+    #[error("{literal} is not a value of column `{column}` ({ty})")]
+    NotAValue {
+        /// The column.
+        column: String,
+        /// Its type.
+        ty: AlgebraicType,
+        /// The literal, described.
+        literal: String,
+    },
+    /// `UPDATE` or `DELETE` on an event table.
+    #[error("`{0}` is an event table: it holds no rows to update or delete")]
+    EventTableDml(String),
 }
 
 fn at(kind: impl Into<Box<CheckErrorKind>>, pos: Pos) -> CheckError {

@@ -18,7 +18,9 @@
 //!   rules ([`rls::compile_for`]);
 //! - [`builder`] is the typed query builder (`Message::query().filter(..)`), compiling to
 //!   the same plans as SQL; event tables cannot be its lookup side, at compile time;
-//! - [`view`] declares named queries clients subscribe to like tables.
+//! - [`view`] declares named queries clients subscribe to like tables;
+//! - [`dml`] parses, checks and applies the owner's `INSERT`/`UPDATE`/`DELETE` (never a
+//!   subscription: [`parse::parse`] keeps rejecting them).
 //!
 //! [`compile`] runs stages 1 to 3. Read [`Plan`], [`exec::evaluate`] and
 //! [`delta::evaluate_delta`] first.
@@ -30,6 +32,7 @@
 pub mod builder;
 pub mod check;
 pub mod delta;
+pub mod dml;
 pub mod exec;
 pub mod parse;
 pub mod plan;

@@ -15,69 +15,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
 use common::*;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use rusqlite::Connection;
-use tidings_engine::{AlgebraicType as T, Datastore, Schema, TableId, TableSchema, TxData, row};
+use tidings_engine::{AlgebraicType as T, Datastore, Schema, TableId, TableSchema, row};
 use tidings_query::{evaluate_delta, evaluate_rows};
-
-fn create_tables(conn: &Connection, db: &Db) {
-    for t in &db.tables {
-        let cols: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
-        conn.execute(
-            &format!("CREATE TABLE {} ({})", t.name, cols.join(", ")),
-            [],
-        )
-        .expect("create table");
-    }
-}
-
-/// Applies one commit's TxData to SQLite: deletes by primary key, then inserts.
-fn mirror(conn: &Connection, db: &Db, tx: &TxData) -> Result<(), TestCaseError> {
-    for update in &tx.tables {
-        let t = &db.tables[update.table_id.idx()];
-        for row in update.deletes.iter() {
-            let id = rusqlite::types::Value::from(&encode(&row[0]));
-            let n = conn
-                .execute(&format!("DELETE FROM {} WHERE id = ?1", t.name), [id])
-                .expect("delete");
-            prop_assert_eq!(
-                n,
-                1,
-                "TxData deletes {:?} from {}, which SQLite lacks",
-                row,
-                t.name
-            );
-        }
-        let marks = vec!["?"; t.columns.len()].join(", ");
-        let sql = format!("INSERT INTO {} VALUES ({marks})", t.name);
-        for row in update.inserts.iter() {
-            let values: Vec<rusqlite::types::Value> =
-                row.iter().map(|v| (&encode(v)).into()).collect();
-            conn.execute(&sql, rusqlite::params_from_iter(values))
-                .expect("insert");
-        }
-    }
-    Ok(())
-}
-
-/// What SQLite returns for `sql`, as a multiset of encoded rows.
-fn sqlite_rows(conn: &Connection, sql: &str) -> Result<BTreeMap<Vec<Enc>, usize>, TestCaseError> {
-    let mut stmt = conn
-        .prepare(sql)
-        .map_err(|e| TestCaseError::fail(format!("SQLite rejects {sql}: {e}")))?;
-    let n = stmt.column_count();
-    let rows = stmt
-        .query_map([], |r| {
-            (0..n).map(|i| r.get_ref(i).map(Enc::from)).collect()
-        })
-        .and_then(|rows| rows.collect::<Result<Vec<Vec<Enc>>, _>>())
-        .map_err(|e| TestCaseError::fail(format!("SQLite fails on {sql}: {e}")))?;
-    Ok(bag(rows))
-}
 
 fn run_case(case: &Case) -> Result<(), TestCaseError> {
     let db = case.schema.build();

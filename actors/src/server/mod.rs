@@ -6,7 +6,10 @@
 //!   listing the supported ones. `?compression=none|gzip`, `?token=` or
 //!   `Authorization: Bearer <token>` to restore an identity (a bad token gets 401).
 //! - `POST /call/{reducer}`: JSON array (positional) or object arguments.
-//! - `POST /sql`: a SELECT evaluated under the caller's visibility rules.
+//! - `POST /sql`: a SELECT evaluated under the caller's visibility rules; with the owner's
+//!   token also `INSERT`/`UPDATE`/`DELETE`, run as one transaction that subscribers see
+//!   (`403` for anyone else, `400` for a statement that does not compile, `409` for one
+//!   the transaction refuses, `200 {"tx_offset", "rows_affected"}` once durable).
 //! - `GET /schema`, `GET /metrics` (Prometheus text).
 //!
 //! The owner is [`Identity::ZERO`]; its token is [`Server::owner_token`].
@@ -20,8 +23,10 @@ use actix_web::http::StatusCode;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
+use tidings_engine::commitlog::Durable;
 use tidings_engine::{AlgebraicType, Identity, Value};
 use tidings_query::Caller;
+use tidings_query::dml::DmlError;
 use tidings_query::rls::compile_for;
 
 use crate::client::ConnectOptions;
@@ -238,18 +243,8 @@ async fn call(
         }
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     };
-    // Acknowledge only once durable under the policy; waiting happens off the arbiter.
-    if let Some(d) = result.durable.clone() {
-        match web::block(move || d.wait()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                return error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("commit not durable: {e}"),
-                );
-            }
-            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        }
+    if let Err(resp) = wait_durable(result.durable.clone()).await {
+        return *resp;
     }
     match result.outcome {
         Ok(value) => HttpResponse::Ok().json(json!({
@@ -260,6 +255,52 @@ async fn call(
         Err(ReducerError::Args(e)) => error(StatusCode::BAD_REQUEST, e),
         Err(ReducerError::Internal(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
+}
+
+/// Acknowledge only once durable under the policy; waiting happens off the arbiter.
+async fn wait_durable(durable: Option<Durable>) -> Result<(), Box<HttpResponse>> {
+    let Some(d) = durable else {
+        return Ok(());
+    };
+    match web::block(move || d.wait()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Box::new(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("commit not durable: {e}"),
+        ))),
+        Err(e) => Err(Box::new(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            e.to_string(),
+        ))),
+    }
+}
+
+/// The owner's `INSERT`, `UPDATE` or `DELETE`: one transaction, acknowledged once durable.
+async fn dml(server: &Server, sql: &str) -> HttpResponse {
+    let done = match server.tidings.execute_dml(sql).await {
+        Ok(Ok(done)) => done,
+        Ok(Err(e @ (DmlError::Parse(_) | DmlError::Check(_)))) => {
+            return error(StatusCode::BAD_REQUEST, e.to_string());
+        }
+        Ok(Err(e @ DmlError::Tx(_))) => return error(StatusCode::CONFLICT, e.to_string()),
+        Ok(Err(e @ DmlError::Commit(_))) => {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+        }
+        Err(TidingsError::Overloaded(n)) => {
+            return error(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("too many requests ({n} in flight); retry later"),
+            );
+        }
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    if let Err(resp) = wait_durable(done.durable.clone()).await {
+        return *resp;
+    }
+    HttpResponse::Ok().json(json!({
+        "tx_offset": done.tx_offset,
+        "rows_affected": done.rows_affected,
+    }))
 }
 
 /// A value in JSON, as v1 JSON writes it: 64- and 128-bit integers as decimal strings,
@@ -298,21 +339,18 @@ async fn sql(
         Ok(id) => id,
         Err(resp) => return *resp,
     };
-    let first = body
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_ascii_uppercase();
-    if matches!(first.as_str(), "INSERT" | "UPDATE" | "DELETE") {
-        return if caller != Some(Identity::ZERO) {
+    if tidings_query::parse::dml::is_dml(&body) {
+        return if caller == Some(Identity::ZERO) {
+            dml(&server, &body).await
+        } else {
+            let first = body
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_ascii_uppercase();
             error(
                 StatusCode::FORBIDDEN,
                 format!("{first} needs the owner's token"),
-            )
-        } else {
-            error(
-                StatusCode::NOT_IMPLEMENTED,
-                format!("{first} over HTTP is not supported yet; call a reducer"),
             )
         };
     }

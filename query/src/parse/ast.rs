@@ -167,3 +167,33 @@ pub enum Expr {
     /// `TRUE` / `FALSE`.
     Bool(bool),
 }
+
+/// A data-modification statement (the owner's `/sql`; never a subscription).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Dml {
+    /// `INSERT INTO t [(c, ..)] VALUES (v, ..), ..`
+    Insert {
+        /// The table.
+        table: Ident,
+        /// The listed columns; `None` means every column in schema order.
+        columns: Option<Vec<Ident>>,
+        /// One literal list per row, each with where the row starts.
+        rows: Vec<(Vec<(Literal, Pos)>, Pos)>,
+    },
+    /// `UPDATE t SET c = v, .. [WHERE ..]`
+    Update {
+        /// The table.
+        table: Ident,
+        /// `column = literal` pairs.
+        assignments: Vec<(Ident, Literal, Pos)>,
+        /// The predicate, if any.
+        filter: Option<Expr>,
+    },
+    /// `DELETE FROM t [WHERE ..]`
+    Delete {
+        /// The table.
+        table: Ident,
+        /// The predicate, if any.
+        filter: Option<Expr>,
+    },
+}

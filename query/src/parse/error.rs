@@ -20,6 +20,9 @@ pub enum ParseErrorKind {
     /// A construct outside the subscription subset.
     #[error("{0} is not supported in subscription queries")]
     Unsupported(&'static str),
+    /// A construct outside what `INSERT`, `UPDATE` and `DELETE` accept.
+    #[error("{0} is not supported in INSERT, UPDATE or DELETE")]
+    UnsupportedInDml(&'static str),
     /// A token where another was expected.
     #[error("expected {expected}, found {found}")]
     Unexpected {

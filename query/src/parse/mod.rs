@@ -7,6 +7,7 @@
 //! depth is capped, so no input can overflow the stack.
 
 pub mod ast;
+pub mod dml;
 pub mod error;
 pub mod lexer;
 

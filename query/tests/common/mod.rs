@@ -24,6 +24,8 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
+use rusqlite::Connection;
 use tidings_engine::{
     AlgebraicType as T, CommittedState, Datastore, EnumType, Identity, MutTx, Row, Schema, TableId,
     TableSchema, Timestamp, TxData, Value,
@@ -1326,4 +1328,75 @@ pub fn case_strategy(allow_events: bool) -> impl Strategy<Value = Case> {
             seed,
             txs,
         })
+}
+
+// ---------------------------------------------------------------------------------------
+// SQLite mirror
+// ---------------------------------------------------------------------------------------
+
+pub fn create_tables(conn: &Connection, db: &Db) {
+    for t in &db.tables {
+        // `id` is the primary key on both sides, so both refuse a duplicate id. Columns
+        // carry no type, so SQLite applies no affinity conversions.
+        let cols: Vec<String> = t
+            .columns
+            .iter()
+            .map(|c| match c.name.as_str() {
+                "id" => "id PRIMARY KEY".to_string(),
+                other => other.to_string(),
+            })
+            .collect();
+        conn.execute(
+            &format!("CREATE TABLE {} ({})", t.name, cols.join(", ")),
+            [],
+        )
+        .expect("create table");
+    }
+}
+
+/// Applies one commit's TxData to SQLite: deletes by primary key, then inserts.
+pub fn mirror(conn: &Connection, db: &Db, tx: &TxData) -> Result<(), TestCaseError> {
+    for update in &tx.tables {
+        let t = &db.tables[update.table_id.idx()];
+        for row in update.deletes.iter() {
+            let id = rusqlite::types::Value::from(&encode(&row[0]));
+            let n = conn
+                .execute(&format!("DELETE FROM {} WHERE id = ?1", t.name), [id])
+                .expect("delete");
+            prop_assert_eq!(
+                n,
+                1,
+                "TxData deletes {:?} from {}, which SQLite lacks",
+                row,
+                t.name
+            );
+        }
+        let marks = vec!["?"; t.columns.len()].join(", ");
+        let sql = format!("INSERT INTO {} VALUES ({marks})", t.name);
+        for row in update.inserts.iter() {
+            let values: Vec<rusqlite::types::Value> =
+                row.iter().map(|v| (&encode(v)).into()).collect();
+            conn.execute(&sql, rusqlite::params_from_iter(values))
+                .expect("insert");
+        }
+    }
+    Ok(())
+}
+
+/// What SQLite returns for `sql`, as a multiset of encoded rows.
+pub fn sqlite_rows(
+    conn: &Connection,
+    sql: &str,
+) -> Result<BTreeMap<Vec<Enc>, usize>, TestCaseError> {
+    let mut stmt = conn
+        .prepare(sql)
+        .map_err(|e| TestCaseError::fail(format!("SQLite rejects {sql}: {e}")))?;
+    let n = stmt.column_count();
+    let rows = stmt
+        .query_map([], |r| {
+            (0..n).map(|i| r.get_ref(i).map(Enc::from)).collect()
+        })
+        .and_then(|rows| rows.collect::<Result<Vec<Vec<Enc>>, _>>())
+        .map_err(|e| TestCaseError::fail(format!("SQLite fails on {sql}: {e}")))?;
+    Ok(bag(rows))
 }
