@@ -22,7 +22,7 @@ use tidings_engine::commitlog::Durable;
 use tidings_engine::{Datastore, Identity, Timestamp, TxData, TxMeta, TxOffset};
 
 use crate::manager::{CallInfo, Committed, ManagerRequest, SubscriptionManager};
-use crate::messages::{ConnectionId, ReducerStatus, RequestId};
+use crate::messages::{CallReducerFlags, ConnectionId, ReducerStatus, RequestId};
 use crate::metrics::Metrics;
 use crate::module::{Db, Module, ReducerContext, ReducerError};
 
@@ -41,6 +41,8 @@ pub struct CallReducer {
     pub reducer: String,
     /// MessagePack array of arguments.
     pub args: Vec<u8>,
+    /// Whether the caller hears of a success (v1).
+    pub flags: CallReducerFlags,
 }
 
 /// What a direct caller learns about its reducer call.
@@ -171,6 +173,7 @@ impl Handler<CallReducer> for TransactionActor {
             reducer: msg.reducer.clone(),
             args: msg.args.clone(),
             caller: msg.caller,
+            flags: msg.flags,
             timestamp: result.timestamp,
             status: match &result.outcome {
                 Ok(v) => ReducerStatus::Committed(v.clone()),
