@@ -2,7 +2,8 @@
 //!
 //! It owns no delivery state: its hub appends to the session's queue and wakes this actor
 //! when the queue goes from empty to non-empty; the actor drains it, encodes each message
-//! for its protocol and writes it to the socket. Incoming frames are decoded and forwarded
+//! with the session's [`Codec`] (v2 MessagePack, v1 MessagePack or v1 JSON in text frames)
+//! and writes it to the socket. Incoming frames are decoded and forwarded
 //! in order into the transaction actor's FIFO. A malformed frame is answered with an error
 //! naming what was wrong; it never closes other sessions or stops the server.
 //!

@@ -123,7 +123,7 @@ pub fn rows_json(rows: &[Row]) -> Box<RawValue> {
 
 /// Lowercase or uppercase hex to bytes; `None` when `s` is not hex.
 pub fn bytes_from_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())

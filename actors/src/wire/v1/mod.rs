@@ -17,7 +17,7 @@
 //! MessagePack bytes are the very bytes v2 sends, the JSON text is rendered once per
 //! query per commit too; a session only wraps them.
 //!
-//! v1 differs from v2 in what it means, not only in names (see DESIGN §7): `Subscribe`
+//! v1 differs from v2 in what it means, not only in names (`docs/protocol.md`): `Subscribe`
 //! atomically replaces the legacy set (query id [`LEGACY_QUERY_ID`] in row updates),
 //! a reducer's caller gets a `TransactionUpdate` with its reducer call while other
 //! clients get theirs with the name, arguments and caller emptied, and event tables
