@@ -8,7 +8,8 @@
 //!
 //! For a reducer's caller the hub folds the caller's own update into its `ReducerResult`
 //! (v2) or its `TransactionUpdate` with the full reducer event (v1); every other session
-//! gets a bare `TransactionUpdate` (v1: with the reducer event emptied).
+//! gets a bare `TransactionUpdate` (v1: with the reducer event emptied). A v1 caller whose
+//! call carried `NoSuccessNotify` and succeeded is one of the others.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -21,8 +22,8 @@ use tidings_query::QueryId;
 
 use crate::manager::{CommitBroadcast, SessionDropped};
 use crate::messages::{
-    ConnectionId, Envelope, Protocol, QuerySetId, QuerySetUpdate, ReducerEvent, ReducerOutcome,
-    ReducerStatus, ServerMessage, TransactionUpdate,
+    CallReducerFlags, ConnectionId, Envelope, Protocol, QuerySetId, QuerySetUpdate, ReducerEvent,
+    ReducerOutcome, ReducerStatus, ServerMessage, TransactionUpdate,
 };
 use crate::metrics::Metrics;
 use crate::queue::{Pushed, SessionQueue};
@@ -171,9 +172,14 @@ impl Hub {
                 }
             }
         }
+        // A v1 caller that asked not to hear of its success is served like everyone else.
         let caller = b
             .call
             .as_ref()
+            .filter(|c| {
+                !(c.flags == CallReducerFlags::NoSuccessNotify
+                    && matches!(c.status, ReducerStatus::Committed(_)))
+            })
             .and_then(|c| self.by_connection.get(&c.connection).map(|k| (*k, c)));
         let durable_for_all = if confirmed_reads {
             b.durable.clone()
@@ -196,14 +202,18 @@ impl Hub {
             let message = built
                 .entry((v1, content))
                 .or_insert_with_key(|(v1, content)| {
+                    // Only the caller learns what was called, with what, and what it returned.
                     let event = v1.then(|| ReducerEvent {
+                        request_id: 0,
                         reducer: String::new(),
                         args: Vec::new(),
                         caller: Default::default(),
-                        status: b
-                            .call
-                            .as_ref()
-                            .map_or(ReducerStatus::Committed(Vec::new()), |c| c.status.clone()),
+                        status: match b.call.as_ref().map(|c| &c.status) {
+                            None | Some(ReducerStatus::Committed(_)) => {
+                                ReducerStatus::Committed(Vec::new())
+                            }
+                            Some(other) => other.clone(),
+                        },
                     });
                     Arc::new(ServerMessage::TransactionUpdate(TransactionUpdate {
                         tx_offset: b.tx_offset.unwrap_or(0),
@@ -252,6 +262,7 @@ impl Hub {
                 Protocol::V1 => ServerMessage::TransactionUpdate(update(
                     sets,
                     Some(ReducerEvent {
+                        request_id: call.request_id,
                         reducer: call.reducer.clone(),
                         args: call.args.clone(),
                         caller: call.caller,

@@ -27,8 +27,8 @@ use crate::hub::{
     Hub, HubAttach, HubCommit, HubDetach, HubSend, HubSubscribed, HubUnsubscribed, SetQuery,
 };
 use crate::messages::{
-    ClientMessage, ConnectionId, Envelope, Protocol, QuerySetId, ReducerStatus, RequestId,
-    ServerMessage, TableRows, TableUpdate, V1_EVENT_TABLE_ERROR, V1_LEGACY_QUERY_SET,
+    CallReducerFlags, ClientMessage, ConnectionId, Envelope, Protocol, QuerySetId, ReducerStatus,
+    RequestId, ServerMessage, TableRows, TableUpdate, V1_EVENT_TABLE_ERROR, V1_LEGACY_QUERY_SET,
 };
 use crate::metrics::Metrics;
 use crate::queue::SessionQueue;
@@ -46,6 +46,8 @@ pub struct CallInfo {
     pub args: Vec<u8>,
     /// Caller identity.
     pub caller: Identity,
+    /// Whether the caller hears of a success (v1).
+    pub flags: CallReducerFlags,
     /// When the reducer ran.
     pub timestamp: Timestamp,
     /// What happened.
@@ -463,7 +465,8 @@ impl SubscriptionManager {
                 request_id,
                 query_id,
             } => self.unsubscribe(connection, request_id, query_id, false, false),
-            ClientMessage::CallReducer { request_id, .. } => self.error(
+            ClientMessage::CallReducer { request_id, .. }
+            | ClientMessage::V1CallReducer { request_id, .. } => self.error(
                 connection,
                 Some(request_id),
                 None,

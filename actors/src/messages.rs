@@ -43,6 +43,18 @@ pub const V1_EVENT_TABLE_ERROR: &str = "Subscribing to event tables requires Web
 /// A one-off query's rows per table, or why it failed.
 pub type OneOffRows = Result<Vec<(Arc<str>, Vec<Row>)>, String>;
 
+/// What the caller of a v1 reducer call is told (v1 `CallReducer.flags`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CallReducerFlags {
+    /// `0`: the caller always gets a `TransactionUpdate` with its full reducer event.
+    #[default]
+    FullUpdate,
+    /// `1`: on success the caller is treated like any other client (an update, with the
+    /// reducer event emptied, only when its subscriptions changed); a failure is still
+    /// reported to it in full.
+    NoSuccessNotify,
+}
+
 /// A request from a client.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ClientMessage {
@@ -72,6 +84,17 @@ pub enum ClientMessage {
         reducer: String,
         /// Arguments as a MessagePack array (positional).
         args: Vec<u8>,
+    },
+    /// v1: runs a reducer; `flags` may spare the caller its success notice.
+    V1CallReducer {
+        /// Echoed in the caller's reducer event.
+        request_id: RequestId,
+        /// Reducer name.
+        reducer: String,
+        /// Arguments as a MessagePack array (positional).
+        args: Vec<u8>,
+        /// Whether the caller hears of a success.
+        flags: CallReducerFlags,
     },
     /// Evaluates a query once against committed state.
     OneOffQuery {
@@ -121,6 +144,7 @@ impl ClientMessage {
             ClientMessage::Subscribe { request_id, .. }
             | ClientMessage::Unsubscribe { request_id, .. }
             | ClientMessage::CallReducer { request_id, .. }
+            | ClientMessage::V1CallReducer { request_id, .. }
             | ClientMessage::OneOffQuery { request_id, .. }
             | ClientMessage::V1Subscribe { request_id, .. }
             | ClientMessage::V1SubscribeSingle { request_id, .. }
@@ -206,11 +230,19 @@ impl PartialEq for TableUpdate {
 /// A pair of encoded row lists: (inserts or events, deletes).
 pub type EncodedLists = (Arc<[u8]>, Arc<[u8]>);
 
-/// Encoded row lists of one [`TableUpdate`], per compression, each made at most once.
+/// A pair of JSON row lists: (inserts or events, deletes).
+pub type JsonLists = (
+    Box<serde_json::value::RawValue>,
+    Box<serde_json::value::RawValue>,
+);
+
+/// Encoded row lists of one [`TableUpdate`], per encoding and compression, each made at
+/// most once however many clients receive them.
 #[derive(Debug, Default)]
 pub struct WireCache {
     plain: std::sync::OnceLock<EncodedLists>,
     gzip: std::sync::OnceLock<EncodedLists>,
+    json: std::sync::OnceLock<JsonLists>,
 }
 
 impl WireCache {
@@ -236,6 +268,15 @@ impl WireCache {
             ),
         })
     }
+
+    /// The (inserts or events, deletes) row lists of `rows` in v1 JSON.
+    pub fn json(&self, rows: &TableRows) -> &JsonLists {
+        use crate::wire::json::rows_json;
+        self.json.get_or_init(|| match rows {
+            TableRows::Persistent { inserts, deletes } => (rows_json(inserts), rows_json(deletes)),
+            TableRows::Event { events } => (rows_json(events), rows_json(&[])),
+        })
+    }
 }
 
 /// The updates of one query set in one commit.
@@ -250,13 +291,15 @@ pub struct QuerySetUpdate {
 /// The reducer event a v1 caller sees in its transaction update.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReducerEvent {
+    /// The call's request id (0 for other clients).
+    pub request_id: RequestId,
     /// Reducer name (empty for other clients).
     pub reducer: String,
     /// Arguments (empty for other clients).
     pub args: Vec<u8>,
     /// The caller (zero for other clients).
     pub caller: Identity,
-    /// The outcome.
+    /// The outcome (for other clients a success carries no return value).
     pub status: ReducerStatus,
 }
 

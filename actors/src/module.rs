@@ -187,7 +187,13 @@ impl Module {
         let owned: Arc<str> = name.into();
         let reducer_name = owned.clone();
         let run: ReducerFn = Arc::new(move |ctx, args| {
-            let args: A = rmp_serde::from_slice(args).map_err(|e| {
+            // Remote callers send "no arguments" as an empty array (what `[]` in JSON
+            // becomes), while serde reads `()` only from nil.
+            let decoded = rmp_serde::from_slice(args).or_else(|e| match args {
+                [0x90] => rmp_serde::from_slice(&[0xc0]).map_err(|_| e),
+                _ => Err(e),
+            });
+            let args: A = decoded.map_err(|e| {
                 ReducerError::Args(format!(
                     "arguments of reducer `{reducer_name}` do not decode as {}: {e}",
                     std::any::type_name::<A>()

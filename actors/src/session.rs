@@ -64,20 +64,32 @@ impl Session {
 
     /// Sends a request, in order, into the transaction actor's FIFO.
     pub fn send(&self, message: ClientMessage) -> Result<(), TidingsError> {
-        if let ClientMessage::CallReducer {
-            request_id,
-            reducer,
-            args,
-        } = message
-        {
-            return self
+        match message {
+            ClientMessage::CallReducer {
+                request_id,
+                reducer,
+                args,
+            } => self
                 .tidings
-                .call_from(self.id, self.identity, request_id, &reducer, args);
+                .call_from(self.id, self.identity, request_id, &reducer, args),
+            ClientMessage::V1CallReducer {
+                request_id,
+                reducer,
+                args,
+                flags,
+            } => self.tidings.call_from_with_flags(
+                self.id,
+                self.identity,
+                request_id,
+                &reducer,
+                args,
+                flags,
+            ),
+            message => self.tidings.forward(ManagerRequest::Client {
+                connection: self.id,
+                message,
+            }),
         }
-        self.tidings.forward(ManagerRequest::Client {
-            connection: self.id,
-            message,
-        })
     }
 
     /// Ends the session: the server forgets its query sets; its queue stops filling.

@@ -22,7 +22,7 @@ use tidings_engine::{Datastore, Identity, OpenError, OpenOptions, SchemaError};
 use crate::client::{ConnectOptions, DbConnection};
 use crate::hub::{Hub, HubSetManager};
 use crate::manager::{ManagerRequest, SubscriptionManager};
-use crate::messages::ConnectionId;
+use crate::messages::{CallReducerFlags, ConnectionId};
 use crate::metrics::Metrics;
 use crate::module::{Module, encode_args};
 use crate::queue::{QueueLimits, SessionQueue};
@@ -366,6 +366,7 @@ impl Tidings {
             request_id: 0,
             reducer: reducer.into(),
             args,
+            flags: CallReducerFlags::FullUpdate,
         };
         self.inner
             .tx
@@ -452,6 +453,26 @@ impl Tidings {
         reducer: &str,
         args: Vec<u8>,
     ) -> Result<(), TidingsError> {
+        self.call_from_with_flags(
+            connection,
+            caller,
+            request_id,
+            reducer,
+            args,
+            CallReducerFlags::FullUpdate,
+        )
+    }
+
+    /// Sends a connection's reducer call with v1 `flags`.
+    pub(crate) fn call_from_with_flags(
+        &self,
+        connection: ConnectionId,
+        caller: Identity,
+        request_id: u32,
+        reducer: &str,
+        args: Vec<u8>,
+        flags: CallReducerFlags,
+    ) -> Result<(), TidingsError> {
         self.reserve()?;
         self.inner.tx.do_send(CallReducer {
             caller,
@@ -459,6 +480,7 @@ impl Tidings {
             request_id,
             reducer: reducer.into(),
             args,
+            flags,
         });
         Ok(())
     }

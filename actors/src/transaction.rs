@@ -25,7 +25,7 @@ use tidings_query::Caller;
 use tidings_query::dml::{self, DmlError};
 
 use crate::manager::{CallInfo, Committed, ManagerRequest, SubscriptionManager};
-use crate::messages::{ConnectionId, ReducerStatus, RequestId};
+use crate::messages::{CallReducerFlags, ConnectionId, ReducerStatus, RequestId};
 use crate::metrics::Metrics;
 use crate::module::{Db, Module, ReducerContext, ReducerError};
 
@@ -44,6 +44,8 @@ pub struct CallReducer {
     pub reducer: String,
     /// MessagePack array of arguments.
     pub args: Vec<u8>,
+    /// Whether the caller hears of a success (v1).
+    pub flags: CallReducerFlags,
 }
 
 /// What a direct caller learns about its reducer call.
@@ -196,6 +198,7 @@ impl Handler<CallReducer> for TransactionActor {
             reducer: msg.reducer.clone(),
             args: msg.args.clone(),
             caller: msg.caller,
+            flags: msg.flags,
             timestamp: result.timestamp,
             status: match &result.outcome {
                 Ok(v) => ReducerStatus::Committed(v.clone()),

@@ -1,9 +1,10 @@
 //! The network server: WebSocket subscriptions and a small HTTP API, on actix-web.
 //!
 //! - `GET /subscribe`: the WebSocket endpoint; each connection is a [`ws::WsSession`]
-//!   actor over a raw [`crate::session::Session`]. Subprotocol `v2.msgpack.tidings`
-//!   (also when the header is absent); a header naming no supported protocol gets HTTP 400
-//!   listing the supported ones. `?compression=none|gzip`, `?token=` or
+//!   actor over a raw [`crate::session::Session`]. Subprotocols `v2.msgpack.tidings`
+//!   (also when the header is absent), `v1.msgpack.tidings` and `v1.json.tidings`
+//!   ([`SUPPORTED_PROTOCOLS`]); a header naming none of them gets HTTP 400 listing the
+//!   supported ones. `?compression=none|gzip` (MessagePack row lists only), `?token=` or
 //!   `Authorization: Bearer <token>` to restore an identity (a bad token gets 401).
 //! - `POST /call/{reducer}`: JSON array (positional) or object arguments.
 //! - `POST /sql`: a SELECT evaluated under the caller's visibility rules; with the owner's
@@ -24,21 +25,27 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use tidings_engine::commitlog::Durable;
-use tidings_engine::{AlgebraicType, Identity, Value};
+use tidings_engine::{AlgebraicType, Identity};
 use tidings_query::Caller;
 use tidings_query::dml::DmlError;
 use tidings_query::rls::compile_for;
 
 use crate::client::ConnectOptions;
-use crate::messages::Protocol;
 use crate::module::ReducerError;
 use crate::system::{Tidings, TidingsError};
 use crate::wire::v2::{self, Compression};
+use crate::wire::{Codec, v1};
 use token::TokenKey;
 use ws::{WsLimits, WsSession};
 
+pub use crate::wire::json::value_json;
+
 /// The subprotocols this server speaks, preferred first.
-pub const SUPPORTED_PROTOCOLS: &[&str] = &[v2::SUBPROTOCOL];
+pub const SUPPORTED_PROTOCOLS: &[&str] = &[
+    v2::SUBPROTOCOL,
+    v1::SUBPROTOCOL_MSGPACK,
+    v1::SUBPROTOCOL_JSON,
+];
 
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
@@ -171,15 +178,21 @@ async fn subscribe(
         },
         Err(resp) => return Ok(*resp),
     };
+    let Some(codec) = Codec::for_subprotocol(protocol, compression) else {
+        return Ok(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("subprotocol {protocol} is listed but has no codec"),
+        ));
+    };
     let session = server.tidings.open_session(ConnectOptions {
         identity: Some(identity),
         owner: identity == Identity::ZERO,
-        protocol: Protocol::V2,
+        protocol: codec.protocol(),
         queue_limits: None,
         token: Some(server.key.issue(&identity)),
     });
     actix_web_actors::ws::WsResponseBuilder::new(
-        WsSession::new(session, compression, server.limits),
+        WsSession::new(session, codec, server.limits),
         &req,
         stream,
     )
@@ -301,32 +314,6 @@ async fn dml(server: &Server, sql: &str) -> HttpResponse {
         "tx_offset": done.tx_offset,
         "rows_affected": done.rows_affected,
     }))
-}
-
-/// A value in JSON, as v1 JSON writes it: 64- and 128-bit integers as decimal strings,
-/// bytes and identities as hex.
-pub fn value_json(v: &Value) -> Json {
-    match v {
-        Value::Null => Json::Null,
-        Value::Bool(b) => json!(b),
-        Value::U8(x) => json!(x),
-        Value::U16(x) => json!(x),
-        Value::U32(x) => json!(x),
-        Value::I8(x) => json!(x),
-        Value::I16(x) => json!(x),
-        Value::I32(x) => json!(x),
-        Value::U64(x) => json!(x.to_string()),
-        Value::I64(x) => json!(x.to_string()),
-        Value::U128(x) => json!(x.to_string()),
-        Value::I128(x) => json!(x.to_string()),
-        Value::F32(f) => json!(f),
-        Value::F64(f) => json!(f),
-        Value::String(s) => json!(s),
-        Value::Bytes(b) => json!(b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
-        Value::Identity(id) => json!(id.to_hex()),
-        Value::Timestamp(t) => json!(t.0.to_string()),
-        Value::Enum(t) => json!(t),
-    }
 }
 
 async fn sql(

@@ -2,7 +2,8 @@
 //!
 //! It owns no delivery state: its hub appends to the session's queue and wakes this actor
 //! when the queue goes from empty to non-empty; the actor drains it, encodes each message
-//! for its protocol and writes it to the socket. Incoming frames are decoded and forwarded
+//! with the session's [`Codec`] (v2 MessagePack, v1 MessagePack or v1 JSON in text frames)
+//! and writes it to the socket. Incoming frames are decoded and forwarded
 //! in order into the transaction actor's FIFO. A malformed frame is answered with an error
 //! naming what was wrong; it never closes other sessions or stops the server.
 //!
@@ -17,7 +18,7 @@ use actix_web_actors::ws;
 use crate::messages::{ClientMessage, Envelope, ServerMessage};
 use crate::session::Session;
 use crate::system::TidingsError;
-use crate::wire::v2::{self, Compression};
+use crate::wire::{Codec, Frame, FrameType};
 
 /// Limits of one WebSocket session.
 #[derive(Clone, Copy, Debug)]
@@ -46,7 +47,7 @@ impl Default for WsLimits {
 /// The session actor.
 pub struct WsSession {
     session: Session,
-    compression: Compression,
+    codec: Codec,
     limits: WsLimits,
     last_heard: Instant,
     /// A message waiting for its commit to become durable before it may be sent.
@@ -54,11 +55,11 @@ pub struct WsSession {
 }
 
 impl WsSession {
-    /// A session actor over `session`.
-    pub fn new(session: Session, compression: Compression, limits: WsLimits) -> Self {
+    /// A session actor over `session`, speaking `codec`'s subprotocol.
+    pub fn new(session: Session, codec: Codec, limits: WsLimits) -> Self {
         WsSession {
             session,
-            compression,
+            codec,
             limits,
             last_heard: Instant::now(),
             held: None,
@@ -88,13 +89,12 @@ impl WsSession {
                     return;
                 }
                 msg => {
-                    if let Some(bytes) = v2::encode_server(msg, self.compression) {
-                        self.session
-                            .tidings()
-                            .metrics()
-                            .bytes_sent
-                            .fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                        ctx.binary(bytes);
+                    if let Some(frame) = self.codec.encode(msg) {
+                        self.session.tidings().metrics().bytes_sent.fetch_add(
+                            frame.as_bytes().len() as u64,
+                            std::sync::atomic::Ordering::Relaxed,
+                        );
+                        write(ctx, frame);
                     }
                 }
             }
@@ -103,14 +103,33 @@ impl WsSession {
         ctx.notify(Drain);
     }
 
-    fn reply_error(&self, ctx: &mut ws::WebsocketContext<Self>, error: String) {
+    fn reply_error(&mut self, ctx: &mut ws::WebsocketContext<Self>, error: String) {
         let msg = ServerMessage::SubscriptionError {
             request_id: None,
             query_set_id: None,
             error,
         };
-        if let Some(bytes) = v2::encode_server(&msg, Compression::None) {
-            ctx.binary(bytes);
+        if let Some(frame) = self.codec.encode(&msg) {
+            write(ctx, frame);
+        }
+    }
+
+    fn incoming(&mut self, ctx: &mut ws::WebsocketContext<Self>, frame: FrameType, payload: &[u8]) {
+        if payload.len() > self.limits.message_bytes_max {
+            ctx.close(Some(ws::CloseReason {
+                code: ws::CloseCode::Size,
+                description: Some(format!(
+                    "message of {} bytes exceeds the limit of {} bytes",
+                    payload.len(),
+                    self.limits.message_bytes_max
+                )),
+            }));
+            ctx.stop();
+            return;
+        }
+        match self.codec.decode(frame, payload) {
+            Ok(m) => self.request(ctx, m),
+            Err(e) => self.reply_error(ctx, format!("malformed message: {e}")),
         }
     }
 
@@ -128,10 +147,17 @@ impl WsSession {
                 query_set_id: None,
                 error,
             };
-            if let Some(bytes) = v2::encode_server(&msg, Compression::None) {
-                ctx.binary(bytes);
+            if let Some(frame) = self.codec.encode(&msg) {
+                write(ctx, frame);
             }
         }
+    }
+}
+
+fn write(ctx: &mut ws::WebsocketContext<WsSession>, frame: Frame) {
+    match frame {
+        Frame::Binary(b) => ctx.binary(b),
+        Frame::Text(t) => ctx.text(t),
     }
 }
 
@@ -183,31 +209,8 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
     fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
         match item {
-            Ok(ws::Message::Binary(bytes)) => {
-                if bytes.len() > self.limits.message_bytes_max {
-                    ctx.close(Some(ws::CloseReason {
-                        code: ws::CloseCode::Size,
-                        description: Some(format!(
-                            "message of {} bytes exceeds the limit of {} bytes",
-                            bytes.len(),
-                            self.limits.message_bytes_max
-                        )),
-                    }));
-                    ctx.stop();
-                    return;
-                }
-                match v2::decode_client(&bytes) {
-                    Ok(m) => self.request(ctx, m),
-                    Err(e) => self.reply_error(ctx, format!("malformed message: {e}")),
-                }
-            }
-            Ok(ws::Message::Text(_)) => self.reply_error(
-                ctx,
-                format!(
-                    "malformed message: text frames are not part of {}; send binary MessagePack",
-                    v2::SUBPROTOCOL
-                ),
-            ),
+            Ok(ws::Message::Binary(bytes)) => self.incoming(ctx, FrameType::Binary, &bytes),
+            Ok(ws::Message::Text(text)) => self.incoming(ctx, FrameType::Text, text.as_bytes()),
             Ok(ws::Message::Ping(p)) => ctx.pong(&p),
             Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
             Ok(ws::Message::Continuation(_)) => self.reply_error(
