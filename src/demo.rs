@@ -106,4 +106,7 @@ pub fn chat_module() -> Module {
                 .map_err(err)?;
             Ok(())
         })
+        .arg_names("set_name", &["name"])
+        .arg_names("send_message", &["text"])
+        .arg_names("start_typing", &[])
 }

@@ -141,6 +141,9 @@ pub struct ReducerDef {
     pub args_type: &'static str,
     /// The Rust type name of its return value.
     pub return_type: &'static str,
+    /// Argument names, when declared ([`Module::arg_names`]); they let remote callers
+    /// pass arguments by name.
+    pub arg_names: Option<Vec<Arc<str>>>,
     pub(crate) run: ReducerFn,
 }
 
@@ -212,9 +215,21 @@ impl Module {
                 name: owned,
                 args_type: std::any::type_name::<A>(),
                 return_type: std::any::type_name::<R>(),
+                arg_names: None,
                 run,
             },
         );
+        self
+    }
+
+    /// Names the arguments of the reducer `reducer`, in order, so that remote callers may
+    /// pass them by name (`POST /call/{reducer}` with a JSON object). Rust closures do
+    /// not carry their parameter names, hence the declaration. Unknown reducers are
+    /// ignored here and show up as missing when called.
+    pub fn arg_names(mut self, reducer: &str, names: &[&str]) -> Self {
+        if let Some(def) = self.reducers.get_mut(reducer) {
+            def.arg_names = Some(names.iter().map(|n| Arc::from(*n)).collect());
+        }
         self
     }
 

@@ -218,12 +218,12 @@ async fn call(
         Ok(id) => id.unwrap_or(Identity::ZERO),
         Err(resp) => return *resp,
     };
-    if server.tidings.module().reducer_def(&reducer).is_none() {
+    let Some(def) = server.tidings.module().reducer_def(&reducer) else {
         return error(
             StatusCode::NOT_FOUND,
             format!("no reducer named `{reducer}`"),
         );
-    }
+    };
     let args: Json = if body.is_empty() {
         Json::Array(Vec::new())
     } else {
@@ -242,6 +242,38 @@ async fn call(
                 );
             }
         }
+    };
+    let args = match args {
+        Json::Object(mut named) => {
+            let Some(names) = &def.arg_names else {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "reducer `{reducer}` declares no argument names; pass its arguments as a JSON array"
+                    ),
+                );
+            };
+            let mut positional = Vec::with_capacity(names.len());
+            for name in names {
+                match named.remove(&**name) {
+                    Some(v) => positional.push(v),
+                    None => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            format!("argument `{name}` of reducer `{reducer}` is missing"),
+                        );
+                    }
+                }
+            }
+            if let Some(extra) = named.keys().next() {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("reducer `{reducer}` has no argument named `{extra}`"),
+                );
+            }
+            Json::Array(positional)
+        }
+        other => other,
     };
     let Ok(args) = rmp_serde::to_vec(&args) else {
         return error(StatusCode::BAD_REQUEST, "arguments do not encode".into());
@@ -397,7 +429,14 @@ async fn schema(server: web::Data<Server>) -> HttpResponse {
         .tidings
         .module()
         .reducers()
-        .map(|r| json!({"name": r.name.to_string(), "args": r.args_type, "returns": r.return_type}))
+        .map(|r| {
+            json!({
+                "name": r.name.to_string(),
+                "args": r.args_type,
+                "arg_names": r.arg_names.as_ref().map(|n| n.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
+                "returns": r.return_type,
+            })
+        })
         .collect();
     HttpResponse::Ok().json(json!({ "tables": tables, "reducers": reducers }))
 }
