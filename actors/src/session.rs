@@ -3,13 +3,15 @@
 //! in-process [`crate::DbConnection`] adds a cache and callbacks on top.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 
 use tidings_engine::Identity;
 
 use crate::manager::ManagerRequest;
-use crate::messages::{ClientMessage, ConnectionId, Protocol};
+use crate::messages::{CallReducerFlags, ClientMessage, ConnectionId, Protocol};
 use crate::queue::SessionQueue;
 use crate::system::{Tidings, TidingsError};
+use crate::transaction::{CallReducer, InFlight};
 
 /// One connection's server side.
 pub struct Session {
@@ -18,6 +20,9 @@ pub struct Session {
     identity: Identity,
     protocol: Protocol,
     queue: Arc<SessionQueue>,
+    /// Requests sent and not yet handled by the transaction actor.
+    in_flight: Arc<AtomicUsize>,
+    in_flight_max: usize,
 }
 
 impl Session {
@@ -27,6 +32,7 @@ impl Session {
         identity: Identity,
         protocol: Protocol,
         queue: Arc<SessionQueue>,
+        in_flight_max: usize,
     ) -> Self {
         Session {
             tidings,
@@ -34,6 +40,8 @@ impl Session {
             identity,
             protocol,
             queue,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            in_flight_max,
         }
     }
 
@@ -63,33 +71,55 @@ impl Session {
     }
 
     /// Sends a request, in order, into the transaction actor's FIFO.
+    ///
+    /// Refused with [`TidingsError::TooManyInFlight`] while this connection already has
+    /// its most requests waiting there, and with [`TidingsError::Overloaded`] when the
+    /// queue all connections share is full.
     pub fn send(&self, message: ClientMessage) -> Result<(), TidingsError> {
+        let ticket = InFlight::take(&self.in_flight, self.in_flight_max)
+            .ok_or(TidingsError::TooManyInFlight(self.in_flight_max))?;
+        let call = |request_id, reducer, args, flags, ticket| CallReducer {
+            caller: self.identity,
+            connection: Some(self.id),
+            request_id,
+            reducer,
+            args,
+            flags,
+            ticket: Some(ticket),
+        };
         match message {
             ClientMessage::CallReducer {
                 request_id,
                 reducer,
                 args,
-            } => self
-                .tidings
-                .call_from(self.id, self.identity, request_id, &reducer, args),
+            } => self.tidings.call_from(call(
+                request_id,
+                reducer,
+                args,
+                CallReducerFlags::FullUpdate,
+                ticket,
+            )),
             ClientMessage::V1CallReducer {
                 request_id,
                 reducer,
                 args,
                 flags,
-            } => self.tidings.call_from_with_flags(
-                self.id,
-                self.identity,
-                request_id,
-                &reducer,
-                args,
-                flags,
+            } => self
+                .tidings
+                .call_from(call(request_id, reducer, args, flags, ticket)),
+            message => self.tidings.forward(
+                ManagerRequest::Client {
+                    connection: self.id,
+                    message,
+                },
+                ticket,
             ),
-            message => self.tidings.forward(ManagerRequest::Client {
-                connection: self.id,
-                message,
-            }),
         }
+    }
+
+    /// Requests this connection has waiting in the transaction actor's queue (a gauge).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Ends the session: the server forgets its query sets; its queue stops filling.

@@ -27,7 +27,9 @@ use crate::metrics::Metrics;
 use crate::module::{Module, encode_args};
 use crate::queue::{QueueLimits, SessionQueue};
 use crate::session::Session;
-use crate::transaction::{CallReducer, CallResult, DmlDone, Forward, RunDml, TransactionActor};
+use crate::transaction::{
+    CallReducer, CallResult, DmlDone, Forward, InFlight, RunDml, TransactionActor,
+};
 
 /// Starting or using Tidings failed.
 #[derive(Debug, Error)]
@@ -44,6 +46,11 @@ pub enum TidingsError {
     /// The transaction queue is full; retry later.
     #[error("the transaction queue is full ({0} requests in flight)")]
     Overloaded(usize),
+    /// This connection already has its most requests waiting.
+    #[error(
+        "this connection has {0} requests in flight, the most allowed; wait for answers before sending more"
+    )]
+    TooManyInFlight(usize),
     /// The actor system has stopped.
     #[error("Tidings has stopped")]
     Stopped,
@@ -70,6 +77,7 @@ pub struct TidingsBuilder {
     queue_limits: QueueLimits,
     confirmed_reads: bool,
     tx_queue_max: usize,
+    client_in_flight_max: usize,
     manager_on_pool: bool,
 }
 
@@ -120,6 +128,14 @@ impl TidingsBuilder {
     /// Most requests queued for the transaction actor before `Overloaded`.
     pub fn tx_queue_max(mut self, n: usize) -> Self {
         self.tx_queue_max = n.max(1);
+        self
+    }
+
+    /// Most requests one connection may have waiting in the transaction actor's queue
+    /// (default 256); past it, that connection's requests are refused with
+    /// [`TidingsError::TooManyInFlight`], so one client cannot fill the queue all share.
+    pub fn client_in_flight_max(mut self, n: usize) -> Self {
+        self.client_in_flight_max = n.max(1);
         self
     }
 
@@ -198,6 +214,7 @@ impl TidingsBuilder {
                 metrics,
                 in_flight,
                 tx_queue_max: self.tx_queue_max,
+                client_in_flight_max: self.client_in_flight_max,
                 queue_limits: self.queue_limits,
                 next_connection: AtomicU64::new(1),
                 rules: rules_handle,
@@ -281,6 +298,7 @@ struct Inner {
     metrics: Arc<Metrics>,
     in_flight: Arc<AtomicUsize>,
     tx_queue_max: usize,
+    client_in_flight_max: usize,
     queue_limits: QueueLimits,
     next_connection: AtomicU64,
     rules: Arc<tidings_query::rls::RlsRules>,
@@ -303,6 +321,7 @@ impl Tidings {
             queue_limits: QueueLimits::default(),
             confirmed_reads: false,
             tx_queue_max: 65_536,
+            client_in_flight_max: 256,
             manager_on_pool: false,
         }
     }
@@ -367,6 +386,7 @@ impl Tidings {
             reducer: reducer.into(),
             args,
             flags: CallReducerFlags::FullUpdate,
+            ticket: None,
         };
         self.inner
             .tx
@@ -428,60 +448,37 @@ impl Tidings {
             queue: queue.clone(),
             token: opts.token,
         });
-        Session::new(self.clone(), id, identity, opts.protocol, queue)
+        Session::new(
+            self.clone(),
+            id,
+            identity,
+            opts.protocol,
+            queue,
+            self.inner.client_in_flight_max,
+        )
     }
 
     /// Sends a connection's request into the transaction actor's FIFO.
-    pub(crate) fn forward(&self, req: ManagerRequest) -> Result<(), TidingsError> {
+    pub(crate) fn forward(
+        &self,
+        req: ManagerRequest,
+        ticket: InFlight,
+    ) -> Result<(), TidingsError> {
         self.reserve()?;
-        self.inner.tx.do_send(Forward(req));
+        self.inner.tx.do_send(Forward(req, Some(ticket)));
         Ok(())
     }
 
     /// Connects and disconnects must never be refused, or the manager's view would drift.
     pub(crate) fn forward_unchecked(&self, req: ManagerRequest) {
         self.inner.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.inner.tx.do_send(Forward(req));
+        self.inner.tx.do_send(Forward(req, None));
     }
 
-    /// Sends a connection's reducer call.
-    pub(crate) fn call_from(
-        &self,
-        connection: ConnectionId,
-        caller: Identity,
-        request_id: u32,
-        reducer: &str,
-        args: Vec<u8>,
-    ) -> Result<(), TidingsError> {
-        self.call_from_with_flags(
-            connection,
-            caller,
-            request_id,
-            reducer,
-            args,
-            CallReducerFlags::FullUpdate,
-        )
-    }
-
-    /// Sends a connection's reducer call with v1 `flags`.
-    pub(crate) fn call_from_with_flags(
-        &self,
-        connection: ConnectionId,
-        caller: Identity,
-        request_id: u32,
-        reducer: &str,
-        args: Vec<u8>,
-        flags: CallReducerFlags,
-    ) -> Result<(), TidingsError> {
+    /// Sends a connection's reducer call (with v1 `flags`).
+    pub(crate) fn call_from(&self, call: CallReducer) -> Result<(), TidingsError> {
         self.reserve()?;
-        self.inner.tx.do_send(CallReducer {
-            caller,
-            connection: Some(connection),
-            request_id,
-            reducer: reducer.into(),
-            args,
-            flags,
-        });
+        self.inner.tx.do_send(call);
         Ok(())
     }
 

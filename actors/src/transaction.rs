@@ -46,6 +46,8 @@ pub struct CallReducer {
     pub args: Vec<u8>,
     /// Whether the caller hears of a success (v1).
     pub flags: CallReducerFlags,
+    /// The calling connection's in-flight ticket, released once the call has run.
+    pub ticket: Option<InFlight>,
 }
 
 /// What a direct caller learns about its reducer call.
@@ -85,10 +87,35 @@ pub struct DmlDone {
     pub durable: Option<Durable>,
 }
 
-/// A request the manager handles, routed through this actor's FIFO to keep order.
+/// A request the manager handles, routed through this actor's FIFO to keep order, with
+/// its connection's in-flight ticket.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Forward(pub ManagerRequest);
+pub struct Forward(pub ManagerRequest, pub Option<InFlight>);
+
+/// One request a connection has waiting in this actor's queue. Counted when the
+/// connection sends it and released when the request is handled, or dropped unhandled
+/// (a stopped actor), so the count can never leak.
+#[derive(Debug)]
+pub struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    /// Takes a ticket from `counter`, unless `max` are already out.
+    pub fn take(counter: &Arc<AtomicUsize>, max: usize) -> Option<InFlight> {
+        let n = counter.fetch_add(1, Ordering::AcqRel);
+        if n >= max {
+            counter.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(InFlight(counter.clone()))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// The transaction actor.
 pub struct TransactionActor {
@@ -189,9 +216,12 @@ impl Actor for TransactionActor {
 impl Handler<CallReducer> for TransactionActor {
     type Result = MessageResult<CallReducer>;
 
-    fn handle(&mut self, msg: CallReducer, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, mut msg: CallReducer, _: &mut Self::Context) -> Self::Result {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
         let result = self.run(&msg);
+        // Released before anyone can hear the outcome: a client that has its answer may
+        // send again at once.
+        drop(msg.ticket.take());
         let call = msg.connection.map(|connection| CallInfo {
             connection,
             request_id: msg.request_id,
@@ -262,6 +292,8 @@ impl Handler<Forward> for TransactionActor {
 
     fn handle(&mut self, msg: Forward, _: &mut Self::Context) {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.manager.do_send(msg.0);
+        let Forward(request, ticket) = msg;
+        drop(ticket);
+        self.manager.do_send(request);
     }
 }

@@ -246,13 +246,11 @@ impl DbConnection {
                 then,
             },
         );
-        if let Err(e) = self.inner.session.tidings().call_from(
-            self.inner.session.id(),
-            self.inner.session.identity(),
+        if let Err(e) = self.inner.session.send(ClientMessage::CallReducer {
             request_id,
-            reducer,
+            reducer: reducer.into(),
             args,
-        ) {
+        }) {
             self.inner.calls.lock().remove(&request_id);
             return Err(e);
         }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use actix_web_actors::ws;
 
-use crate::messages::{ClientMessage, Envelope, ServerMessage};
+use crate::messages::{ClientMessage, Envelope, ReducerOutcome, ServerMessage};
 use crate::session::Session;
 use crate::system::TidingsError;
 use crate::wire::{Codec, Frame, FrameType};
@@ -135,21 +135,39 @@ impl WsSession {
 
     fn request(&mut self, ctx: &mut ws::WebsocketContext<Self>, message: ClientMessage) {
         let request_id = message.request_id();
-        if let Err(e) = self.session.send(message) {
-            let error = match e {
-                TidingsError::Overloaded(_) => {
-                    format!("too many requests: request {request_id} was not accepted; retry later")
-                }
-                other => format!("request {request_id} failed: {other}"),
-            };
-            let msg = ServerMessage::SubscriptionError {
+        let is_call = matches!(
+            message,
+            ClientMessage::CallReducer { .. } | ClientMessage::V1CallReducer { .. }
+        );
+        let Err(e) = self.session.send(message) else {
+            return;
+        };
+        let error = match e {
+            TidingsError::Overloaded(_) => {
+                format!("too many requests: request {request_id} was not accepted; retry later")
+            }
+            TidingsError::TooManyInFlight(max) => format!(
+                "request {request_id} was not accepted: this connection has {max} requests in flight, the most allowed; wait for answers before sending more"
+            ),
+            other => format!("request {request_id} failed: {other}"),
+        };
+        // A refused call is answered as a call, so the caller's callback for it fires.
+        let msg = if is_call {
+            ServerMessage::ReducerResult {
+                request_id,
+                tx_offset: None,
+                timestamp: tidings_engine::Timestamp::now(),
+                outcome: ReducerOutcome::InternalError(error),
+            }
+        } else {
+            ServerMessage::SubscriptionError {
                 request_id: Some(request_id),
                 query_set_id: None,
                 error,
-            };
-            if let Some(frame) = self.codec.encode(&msg) {
-                write(ctx, frame);
             }
+        };
+        if let Some(frame) = self.codec.encode(&msg) {
+            write(ctx, frame);
         }
     }
 }
