@@ -440,6 +440,29 @@ impl Handler<HubUnsubscribed> for Hub {
     }
 }
 
+/// Server shutdown: every session ends after what is already queued for it, with
+/// `reason`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct HubShutdown {
+    /// Told to every client.
+    pub reason: String,
+}
+
+impl Handler<HubShutdown> for Hub {
+    type Result = ();
+    fn handle(&mut self, msg: HubShutdown, _: &mut Self::Context) {
+        for (_, s) in &self.sessions {
+            s.queue.finish(&msg.reason);
+        }
+    }
+}
+
+impl Handler<crate::messages::Barrier> for Hub {
+    type Result = ();
+    fn handle(&mut self, _: crate::messages::Barrier, _: &mut Self::Context) {}
+}
+
 /// A message for one session.
 #[derive(Message)]
 #[rtype(result = "()")]

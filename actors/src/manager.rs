@@ -90,6 +90,11 @@ pub enum ManagerRequest {
         /// Its id.
         connection: ConnectionId,
     },
+    /// The server is shutting down: every session ends, after what is queued for it.
+    Shutdown {
+        /// Told to every client.
+        reason: String,
+    },
     /// A subscription or one-off request of a connection.
     Client {
         /// Its id.
@@ -643,12 +648,24 @@ impl Handler<ManagerRequest> for SubscriptionManager {
                 token,
             } => self.connect(connection, identity, is_owner, protocol, queue, token),
             ManagerRequest::Disconnect { connection } => self.disconnect(connection),
+            ManagerRequest::Shutdown { reason } => {
+                for hub in &self.hubs {
+                    hub.do_send(crate::hub::HubShutdown {
+                        reason: reason.clone(),
+                    });
+                }
+            }
             ManagerRequest::Client {
                 connection,
                 message,
             } => self.client_message(connection, message),
         }
     }
+}
+
+impl Handler<crate::messages::Barrier> for SubscriptionManager {
+    type Result = ();
+    fn handle(&mut self, _: crate::messages::Barrier, _: &mut Self::Context) {}
 }
 
 /// Sent by a hub when it dropped a session for passing its queue bound.

@@ -410,8 +410,17 @@ pub enum ServerMessage {
     Disconnected {
         /// Why.
         reason: String,
+        /// The server is shutting down (a WebSocket closes with 1001, "going away"),
+        /// rather than dropping this client (1008, policy).
+        going_away: bool,
     },
 }
+
+/// Answered once every message sent to an actor before it has been handled; graceful
+/// shutdown uses it to wait for each queue on the way to the clients to drain.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct Barrier;
 
 /// A server message with what the receiver must wait for before acting on it.
 #[derive(Clone, Debug)]

@@ -101,6 +101,7 @@ impl SessionQueue {
             s.queue.push_back((
                 Envelope::now(ServerMessage::Disconnected {
                     reason: reason.clone(),
+                    going_away: false,
                 }),
                 0,
             ));
@@ -173,6 +174,25 @@ impl SessionQueue {
         self.state.lock().dropped.clone()
     }
 
+    /// Ends the session after what is already queued: appends `Disconnected` (past the
+    /// bounds: it is the last message) and accepts nothing more. For server shutdown.
+    pub fn finish(&self, reason: &str) {
+        let mut s = self.state.lock();
+        if s.dropped.is_some() || s.closed {
+            return;
+        }
+        s.queue.push_back((
+            Envelope::now(ServerMessage::Disconnected {
+                reason: reason.to_string(),
+                going_away: true,
+            }),
+            0,
+        ));
+        s.dropped = Some(reason.to_string());
+        drop(s);
+        self.wake();
+    }
+
     /// Stops accepting messages (the client disconnected) and wakes any waiter.
     pub fn close(&self) {
         let mut s = self.state.lock();
@@ -195,7 +215,10 @@ mod tests {
     use super::*;
 
     fn msg() -> Envelope {
-        Envelope::now(ServerMessage::Disconnected { reason: "x".into() })
+        Envelope::now(ServerMessage::Disconnected {
+            reason: "x".into(),
+            going_away: false,
+        })
     }
 
     #[test]

@@ -10,7 +10,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use actix::prelude::*;
 use parking_lot::Mutex;
@@ -22,7 +22,7 @@ use tidings_engine::{Datastore, Identity, OpenError, OpenOptions, SchemaError};
 use crate::client::{ConnectOptions, DbConnection};
 use crate::hub::{Hub, HubSetManager};
 use crate::manager::{ManagerRequest, SubscriptionManager};
-use crate::messages::{CallReducerFlags, ConnectionId};
+use crate::messages::{Barrier, CallReducerFlags, ConnectionId};
 use crate::metrics::Metrics;
 use crate::module::{Module, encode_args};
 use crate::queue::{QueueLimits, SessionQueue};
@@ -159,12 +159,14 @@ impl TidingsBuilder {
         let metrics = Arc::new(Metrics::default());
         let module = Arc::new(self.module);
         let in_flight = Arc::new(AtomicUsize::new(0));
+        let stopping = Arc::new(AtomicBool::new(false));
         let parts = {
-            let (ds, module, metrics, in_flight) = (
+            let (ds, module, metrics, in_flight, stopping) = (
                 ds.clone(),
                 module.clone(),
                 metrics.clone(),
                 in_flight.clone(),
+                stopping.clone(),
             );
             let (arbiters, confirmed_reads) = (self.arbiters, self.confirmed_reads);
             let manager_on_pool = self.manager_on_pool;
@@ -174,6 +176,7 @@ impl TidingsBuilder {
                     module,
                     metrics,
                     in_flight,
+                    stopping,
                     rules,
                     Placement {
                         arbiters,
@@ -208,6 +211,8 @@ impl TidingsBuilder {
             inner: Arc::new(Inner {
                 tx: actors.tx,
                 manager: actors.manager,
+                hubs: actors.hubs,
+                stopping,
                 arbiters: Mutex::new(actors.arbiters),
                 ds,
                 module,
@@ -234,6 +239,7 @@ struct Placement {
 struct Actors {
     tx: Addr<TransactionActor>,
     manager: Addr<SubscriptionManager>,
+    hubs: Vec<Addr<Hub>>,
     arbiters: Vec<Arbiter>,
 }
 
@@ -242,6 +248,7 @@ fn start_actors(
     module: Arc<Module>,
     metrics: Arc<Metrics>,
     in_flight: Arc<AtomicUsize>,
+    stopping: Arc<AtomicBool>,
     rules: Arc<tidings_query::rls::RlsRules>,
     placement: Placement,
 ) -> Result<Actors, TidingsError> {
@@ -276,7 +283,7 @@ fn start_actors(
     let tx = {
         let manager = manager.clone();
         TransactionActor::start_in_arbiter(&dispatch.handle(), move |_| {
-            TransactionActor::new(ds, module, manager, in_flight, metrics)
+            TransactionActor::new(ds, module, manager, in_flight, metrics, stopping)
         })
     };
     let mut pool = pool;
@@ -285,6 +292,7 @@ fn start_actors(
     Ok(Actors {
         tx,
         manager,
+        hubs,
         arbiters: pool,
     })
 }
@@ -292,6 +300,9 @@ fn start_actors(
 struct Inner {
     tx: Addr<TransactionActor>,
     manager: Addr<SubscriptionManager>,
+    hubs: Vec<Addr<Hub>>,
+    /// Set by [`Tidings::shutdown_gracefully`]: no new requests are accepted.
+    stopping: Arc<AtomicBool>,
     arbiters: Mutex<Vec<Arbiter>>,
     ds: Datastore,
     module: Arc<Module>,
@@ -353,6 +364,9 @@ impl Tidings {
 
     /// Reserves a place in the transaction actor's queue.
     fn reserve(&self) -> Result<(), TidingsError> {
+        if self.inner.stopping.load(Ordering::Acquire) {
+            return Err(TidingsError::Stopped);
+        }
         let n = self.inner.in_flight.fetch_add(1, Ordering::AcqRel);
         if n >= self.inner.tx_queue_max {
             self.inner.in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -485,6 +499,36 @@ impl Tidings {
     /// The subscription manager's address (for transports).
     pub fn manager(&self) -> &Addr<SubscriptionManager> {
         &self.inner.manager
+    }
+
+    /// Shuts down gracefully, in this order: new requests are refused
+    /// ([`TidingsError::Stopped`]); the transaction in progress finishes; calls still
+    /// queued are answered with an error instead of running; every session gets what was
+    /// already queued for it, then `Disconnected { reason, going_away: true }` (a
+    /// WebSocket closes with 1001 and `reason`); the log is flushed. Resolves when all of
+    /// that has happened, except the sockets' own flushing, which transports await.
+    /// Call [`Tidings::shutdown`] afterwards to stop the actors.
+    pub async fn shutdown_gracefully(&self, reason: &str) {
+        self.inner.stopping.store(true, Ordering::Release);
+        self.forward_unchecked(ManagerRequest::Shutdown {
+            reason: reason.to_string(),
+        });
+        // Each barrier returns once everything sent before it has been handled: first
+        // every queued request (and the shutdown notice), then the manager's answers,
+        // then the hubs' appends to the session queues.
+        let _ = self.inner.tx.send(Barrier).await;
+        let _ = self.inner.manager.send(Barrier).await;
+        for hub in &self.inner.hubs {
+            let _ = hub.send(Barrier).await;
+        }
+        if let Err(e) = self.inner.ds.flush() {
+            tracing::error!(error = %e, "flush at shutdown failed");
+        }
+    }
+
+    /// Whether [`Tidings::shutdown_gracefully`] has begun.
+    pub fn is_stopping(&self) -> bool {
+        self.inner.stopping.load(Ordering::Acquire)
     }
 
     /// Stops the actor system Tidings started (if it started its own) and flushes the log.

@@ -15,7 +15,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use actix::prelude::*;
 use tidings_engine::commitlog::Durable;
@@ -124,7 +124,12 @@ pub struct TransactionActor {
     manager: Addr<SubscriptionManager>,
     in_flight: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
+    /// Set by graceful shutdown: queued calls are answered with an error, not run.
+    stopping: Arc<AtomicBool>,
 }
+
+/// What a call queued behind a shutdown is told.
+pub const SHUTTING_DOWN: &str = "the server is shutting down: the call was not run";
 
 impl TransactionActor {
     /// A transaction actor over `ds` running `module`'s reducers.
@@ -134,6 +139,7 @@ impl TransactionActor {
         manager: Addr<SubscriptionManager>,
         in_flight: Arc<AtomicUsize>,
         metrics: Arc<Metrics>,
+        stopping: Arc<AtomicBool>,
     ) -> Self {
         TransactionActor {
             ds,
@@ -141,6 +147,7 @@ impl TransactionActor {
             manager,
             in_flight,
             metrics,
+            stopping,
         }
     }
 
@@ -154,6 +161,9 @@ impl TransactionActor {
             durable: None,
             tx_data: None,
         };
+        if self.stopping.load(Ordering::Acquire) {
+            return failed(ReducerError::Internal(SHUTTING_DOWN.into()));
+        }
         let Some(def) = self.module.reducer_def(&msg.reducer) else {
             return failed(ReducerError::Internal(format!(
                 "no reducer named `{}`",
@@ -259,6 +269,9 @@ impl Handler<RunDml> for TransactionActor {
             identity: msg.caller,
             is_owner: msg.caller == Identity::ZERO,
         };
+        if self.stopping.load(Ordering::Acquire) {
+            return Err(DmlError::Commit(SHUTTING_DOWN.into()));
+        }
         let statement = dml::compile(&msg.sql, &self.ds.schema(), caller)?;
         let mut tx = self.ds.begin_mut_tx();
         tx.set_meta(TxMeta {
@@ -285,6 +298,11 @@ impl Handler<RunDml> for TransactionActor {
         }
         Ok(done)
     }
+}
+
+impl Handler<crate::messages::Barrier> for TransactionActor {
+    type Result = ();
+    fn handle(&mut self, _: crate::messages::Barrier, _: &mut Self::Context) {}
 }
 
 impl Handler<Forward> for TransactionActor {

@@ -4,8 +4,10 @@
 //! ```text
 //! tidings serve [--data-dir DIR] [--listen ADDR:PORT]
 //! ```
-//! Defaults: `./tidings-data` (created if absent) on `127.0.0.1:3000`. Ctrl-C stops
-//! accepting, lets the in-flight transaction finish, flushes the log and closes sessions.
+//! Defaults: `./tidings-data` (created if absent) on `127.0.0.1:3000`. Ctrl-C (or
+//! SIGTERM) shuts down gracefully: stop accepting connections, let the transaction in
+//! progress finish, answer queued calls with an error, flush the log, close every session
+//! with close code 1001 and a reason, then exit 0.
 
 use std::process::ExitCode;
 
@@ -40,6 +42,21 @@ fn parse_args() -> Result<Args, String> {
     Ok(out)
 }
 
+/// Resolves on Ctrl-C (SIGINT) or, on Unix, SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use actix_web::rt::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            let ctrl_c = std::pin::pin!(actix_web::rt::signal::ctrl_c());
+            let term = std::pin::pin!(term.recv());
+            futures::future::select(ctrl_c, term).await;
+            return;
+        }
+    }
+    let _ = actix_web::rt::signal::ctrl_c().await;
+}
+
 fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(a) => a,
@@ -69,7 +86,28 @@ fn main() -> ExitCode {
             "tidings serving {} on {:?}; owner token: {owner}",
             args.data_dir, addrs
         );
-        running.await.map_err(|e| e.to_string())?;
+        let handle = running.handle();
+        let serving = actix_web::rt::spawn(running);
+        stop_signal().await;
+        eprintln!("tidings shutting down");
+        handle.pause().await;
+        tidings
+            .shutdown_gracefully("the server is shutting down")
+            .await;
+        // Let sessions write what is queued for them and their close frames; a client
+        // that does not read is not waited for past the deadline.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while tidings
+            .metrics()
+            .sessions
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+            && std::time::Instant::now() < deadline
+        {
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        handle.stop(true).await;
+        let _ = serving.await;
         tidings.shutdown();
         eprintln!("tidings stopped; log flushed");
         Ok::<(), String>(())

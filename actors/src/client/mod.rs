@@ -562,7 +562,7 @@ impl DbConnection {
                     cb(result.clone());
                 }
             }
-            ServerMessage::Disconnected { reason } => {
+            ServerMessage::Disconnected { reason, .. } => {
                 *self.inner.disconnected.lock() = Some(reason.clone());
                 self.inner.session.queue().close();
             }

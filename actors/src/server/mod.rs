@@ -91,6 +91,9 @@ impl Server {
             App::new().configure(move |cfg| s.configure(cfg))
         })
         .workers(1)
+        // The embedding application decides what a signal means (the `tidings` binary
+        // shuts down gracefully through `Tidings::shutdown_gracefully`).
+        .disable_signals()
         .bind(addr)?;
         let addrs = server.addrs();
         Ok((server.run(), addrs))

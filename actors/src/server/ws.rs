@@ -80,9 +80,13 @@ impl WsSession {
                 return;
             }
             match &*env.message {
-                ServerMessage::Disconnected { reason } => {
+                ServerMessage::Disconnected { reason, going_away } => {
                     ctx.close(Some(ws::CloseReason {
-                        code: ws::CloseCode::Policy,
+                        code: if *going_away {
+                            ws::CloseCode::Away
+                        } else {
+                            ws::CloseCode::Policy
+                        },
                         description: Some(reason.clone()),
                     }));
                     ctx.stop();
