@@ -470,6 +470,7 @@ fn messages_v1_does_not_send_are_skipped() {
         },
         ServerMessage::Disconnected {
             reason: "bye".into(),
+            going_away: true,
         },
     ];
     for m in skipped {
