@@ -169,6 +169,16 @@ pub struct DbConnection {
     inner: Arc<ConnInner>,
 }
 
+impl std::fmt::Debug for DbConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbConnection")
+            .field("identity", &self.identity().to_hex())
+            .field("connection_id", &self.connection_id())
+            .field("remote", &self.is_remote())
+            .finish_non_exhaustive()
+    }
+}
+
 impl DbConnection {
     /// Starts configuring a connection to a server in another process.
     pub fn builder() -> DbConnectionBuilder {

@@ -328,5 +328,8 @@ async fn pump(
             }
         }
     };
+    // Refuse sends before anyone can see the disconnect: a request accepted after it
+    // would silently go nowhere.
+    drop(rx);
     deliver(queue, ServerMessage::Disconnected { reason });
 }
