@@ -40,8 +40,9 @@ fn two_websocket_clients_and_an_in_process_client_see_the_same_commits_in_order(
     let local = h.tidings.connect();
     assert!(a.is_remote() && b.is_remote() && !local.is_remote());
     let clients = [&a, &b, &local];
-    let seen: Vec<Arc<Mutex<Vec<(u64, String)>>>> =
-        (0..3).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
+    // Per client: (offset applied, message text), in callback order.
+    type Log = Arc<Mutex<Vec<(u64, String)>>>;
+    let seen: Vec<Log> = (0..3).map(|_| Log::default()).collect();
     for (c, log) in clients.iter().zip(&seen) {
         let log = log.clone();
         c.table::<Message>().on_insert(move |ctx, m| {

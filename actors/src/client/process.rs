@@ -36,8 +36,9 @@ impl DbConnection {
                 request_id,
                 query_set_id,
                 tables,
-                ..
+                tx_offset,
             } => {
+                self.saw_offset(*tx_offset);
                 let replaces = self
                     .inner
                     .link
