@@ -347,3 +347,60 @@ fn bad_addresses_and_a_gone_server_are_typed_errors() {
     );
     h.shutdown();
 }
+
+#[test]
+fn one_off_queries_over_websocket_return_decoded_rows() {
+    let h = Harness::start(Transport::WebSocket);
+    let conn = h.connect();
+    call_and_wait(&conn, "send_message", &("kept",));
+    type Rows = Arc<Mutex<Option<tidings::actors::messages::OneOffRows>>>;
+    let got: [Rows; 2] = [Rows::default(), Rows::default()];
+    for (query, slot) in ["SELECT * FROM message", "SELECT * FROM nowhere"]
+        .iter()
+        .zip(&got)
+    {
+        let slot = slot.clone();
+        conn.one_off_query(query, move |rows| *slot.lock() = Some(rows))
+            .expect("one-off query");
+    }
+    wait_for(&conn, "both answers", |_| {
+        got.iter().all(|g| g.lock().is_some())
+    });
+    let rows = got[0].lock().take().expect("answered").expect("rows");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(&*rows[0].0, "message");
+    let m = <Message as tidings::engine::TableType>::from_row(rows[0].1[0].clone())
+        .expect("a message row");
+    assert_eq!((m.text.as_str(), m.sender), ("kept", conn.identity()));
+    assert!(
+        got[1].lock().take().expect("answered").is_err(),
+        "an unknown table is the query's error"
+    );
+    h.shutdown();
+}
+
+#[test]
+fn a_close_frame_reason_surfaces_and_unanswered_calls_get_an_error() {
+    let h = Harness::start(Transport::WebSocket);
+    let conn = h.connect();
+    type Slot = Arc<Mutex<Option<Result<Vec<u8>, ReducerError>>>>;
+    let result = Slot::default();
+    let r = result.clone();
+    // Larger than the server's message limit (1 MiB): the server closes this socket.
+    conn.reducer_then("send_message", &("x".repeat(2 << 20),), move |_, res| {
+        *r.lock() = Some(res);
+    })
+    .expect("sent");
+    wait_for(&conn, "the close", |c| c.disconnected().is_some());
+    let reason = conn.disconnected().expect("a reason");
+    assert!(
+        reason.contains("limit") || reason.contains("protocol error"),
+        "the server's close reason: {reason}"
+    );
+    let result = result.lock().take().expect("the call's callback ran");
+    assert!(
+        matches!(&result, Err(ReducerError::Internal(m)) if m.contains(&reason)),
+        "{result:?}"
+    );
+    h.shutdown();
+}

@@ -110,10 +110,11 @@ impl DbConnection {
                         .and_then(|p| p.on_error.take())
                 });
                 // A set re-sent after a reconnect was in force until this answer.
-                let was_in_force = match (self.inner.link.remote(), query_set_id) {
-                    (Some(r), Some(qs)) => r.failed(*qs, *request_id),
-                    _ => false,
-                };
+                let was_in_force = self
+                    .inner
+                    .link
+                    .remote()
+                    .is_some_and(|r| r.failed(*query_set_id, *request_id));
                 if (request_id.is_none() || was_in_force)
                     && let Some(qs) = query_set_id
                 {

@@ -556,9 +556,16 @@ impl RemoteLink {
 
     /// `SubscriptionError` for `qs`: whether rows the set holds in the cache must go
     /// (its re-send after a reconnect failed, so it is no longer in force).
-    pub(crate) fn failed(&self, qs: QuerySetId, request_id: Option<RequestId>) -> bool {
+    pub(crate) fn failed(&self, qs: Option<QuerySetId>, request_id: Option<RequestId>) -> bool {
         let mut sets = self.sets.lock();
-        let Some(s) = sets.get_mut(&qs) else {
+        // A request refused before it reached a set (too many requests) names no set.
+        let qs = qs.or_else(|| {
+            let id = request_id?;
+            sets.iter()
+                .find(|(_, s)| s.sent.iter().any(|(m, _)| m.request_id() == id))
+                .map(|(qs, _)| *qs)
+        });
+        let Some((qs, s)) = qs.and_then(|qs| Some((qs, sets.get_mut(&qs)?))) else {
             return false;
         };
         let Some(request_id) = request_id else {
