@@ -22,7 +22,7 @@
 //!   are checked against the server's `GET /schema` at connect. A remote connection can
 //!   [`DbConnection::reconnect`] with its token, keeping its identity and query sets.
 //!
-//! From the queue on, both run the same code ([`process`]): the same cache, the same
+//! From the queue on, both run the same code (`client/process.rs`): the same cache, the same
 //! callbacks and [`EventContext`]s, the same request ids and subscription builder.
 
 pub mod cache;
@@ -57,7 +57,7 @@ use crate::system::TidingsError;
 use cache::ClientCache;
 use link::Link;
 
-/// Options for [`Tidings::connect_with`].
+/// Options for [`crate::Tidings::connect_with`].
 #[derive(Clone, Debug, Default)]
 pub struct ConnectOptions {
     /// The identity to connect as (default: a fresh one).

@@ -1,10 +1,10 @@
 //! Wire protocols of the remote client: client messages to frames, frames to the same
 //! [`ServerMessage`] values an in-process connection receives.
 //!
-//! Each protocol is one [`Codec`]; [`codec_for`] picks it by [`WireProtocol`]. A frame is
+//! Each protocol is one `Codec`; `codec_for` picks it by [`WireProtocol`]. A frame is
 //! decoded on the socket's thread, row lists included (into [`Row`]s with the
 //! application's table schemas), so the connection's processing code and cache never see
-//! wire types. A v1 codec plugs in as one more `Codec` and one more arm in [`codec_for`].
+//! wire types. A v1 codec plugs in as one more `Codec` and one more arm in `codec_for`.
 
 use std::sync::Arc;
 

@@ -14,7 +14,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The socket runs on a thread of its own ([`socket`]); decoded messages land in the
+//! The socket runs on a thread of its own (`remote/socket.rs`); decoded messages land in the
 //! same kind of queue an in-process connection reads, and the application processes them
 //! with `frame_tick`, `run_until` or `run_threaded` as usual. [`codec`] turns frames into
 //! the same `ServerMessage` values, rows decoded with the application's table schemas
@@ -257,7 +257,6 @@ pub(crate) struct RemoteConfig {
 }
 
 /// Configures and opens a remote [`DbConnection`].
-#[derive(Debug)]
 pub struct DbConnectionBuilder {
     uri: Option<String>,
     schema: Option<Result<Schema, SchemaError>>,
@@ -268,6 +267,20 @@ pub struct DbConnectionBuilder {
     verify_schema: bool,
     queue_limits: QueueLimits,
     frame_bytes_max: usize,
+}
+
+impl std::fmt::Debug for DbConnectionBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token is a credential: never printed.
+        f.debug_struct("DbConnectionBuilder")
+            .field("uri", &self.uri)
+            .field("token", &self.token.as_ref().map(|_| ".."))
+            .field("protocol", &self.protocol)
+            .field("compression", &self.compression)
+            .field("timeout", &self.timeout)
+            .field("verify_schema", &self.verify_schema)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for DbConnectionBuilder {
@@ -651,6 +664,15 @@ impl RemoteLink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_cross_threads_and_tokens_stay_out_of_debug_output() {
+        fn send_sync<T: Send + Sync + 'static>() {}
+        send_sync::<ConnectError>();
+        send_sync::<SendError>();
+        let b = DbConnectionBuilder::default().token("secret-token");
+        assert!(!format!("{b:?}").contains("secret"));
+    }
 
     #[test]
     fn addresses_accept_ws_and_http_and_reject_the_rest() {
