@@ -1,4 +1,6 @@
-//! Event tables end to end, in process: callbacks, contexts, caches.
+//! Event tables end to end: callbacks, contexts, caches. Each scenario runs twice, with
+//! the same assertions: in process, and over a real WebSocket through the same
+//! `DbConnection` API.
 
 mod common;
 
@@ -11,9 +13,12 @@ use tidings::{Event, Identity};
 
 #[test]
 fn event_table() {
-    let t = start();
-    let caller = t.connect();
-    let other = t.connect();
+    on_each_transport(event_table_on);
+}
+
+fn event_table_on(h: &Harness) {
+    let caller = h.connect();
+    let other = h.connect();
     let seen: Arc<Mutex<Vec<(String, Damage, usize)>>> = Arc::default();
     for (name, conn) in [("caller", &caller), ("other", &other)] {
         let seen = seen.clone();
@@ -68,13 +73,15 @@ fn event_table() {
     assert_eq!(seen.len(), 2, "one on_insert per client: {seen:?}");
     assert_eq!(caller.table::<Damage>().count(), 0);
     assert!(other.table::<Damage>().iter().is_empty());
-    t.shutdown();
 }
 
 #[test]
 fn multiple_events() {
-    let t = start();
-    let conn = t.connect();
+    on_each_transport(multiple_events_on);
+}
+
+fn multiple_events_on(h: &Harness) {
+    let conn = h.connect();
     subscribe_and_wait(&conn, &["SELECT * FROM damage"]);
     let order: Arc<Mutex<Vec<u32>>> = Arc::default();
     let deletes = Arc::new(AtomicUsize::new(0));
@@ -99,13 +106,15 @@ fn multiple_events() {
         3,
         "on_delete right after each on_insert"
     );
-    t.shutdown();
 }
 
 #[test]
 fn events_dont_persist() {
-    let t = start();
-    let conn = t.connect();
+    on_each_transport(events_dont_persist_on);
+}
+
+fn events_dont_persist_on(h: &Harness) {
+    let conn = h.connect();
     let count = Arc::new(AtomicUsize::new(0));
     let c = count.clone();
     conn.table::<Damage>().on_insert(move |_, _| {
@@ -132,7 +141,7 @@ fn events_dont_persist() {
     assert_eq!(conn.table::<Damage>().count(), 0);
 
     // A new subscriber receives no old events.
-    let late = t.connect();
+    let late = h.connect();
     let late_count = Arc::new(AtomicUsize::new(0));
     let lc = late_count.clone();
     late.table::<Damage>().on_insert(move |_, _| {
@@ -141,9 +150,12 @@ fn events_dont_persist() {
     subscribe_and_wait(&late, &["SELECT * FROM damage"]);
     assert_eq!(late_count.load(Ordering::SeqCst), 0);
     assert_eq!(
-        t.datastore().read().rows(tidings::engine::TableId(1)).len(),
+        h.tidings
+            .datastore()
+            .read()
+            .rows(tidings::engine::TableId(1))
+            .len(),
         0,
         "no event row is in committed state"
     );
-    t.shutdown();
 }

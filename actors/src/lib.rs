@@ -11,8 +11,10 @@
 //!    shared broadcast per hub.
 //! 4. [`hub`]: one [`hub::Hub`] per pool arbiter fans a commit out to its sessions'
 //!    queues ([`queue`]), enforcing each queue's bound at the sender.
-//! 5. [`client`]: the in-process SDK drains its queue, applies whole transactions to its
-//!    cache and runs callbacks on the application's thread.
+//! 5. [`client`]: the SDK drains its queue, applies whole transactions to its cache and
+//!    runs callbacks on the application's thread. The same [`DbConnection`] also runs in
+//!    another process, over a WebSocket ([`client::remote`]), decoding frames into the
+//!    same messages before the same processing code.
 //!
 //! [`server`] serves WebSocket sessions and the HTTP API over [`session`]s, encoding
 //! with [`wire`]. [`messages`] holds the protocol values (v1 and v2), [`system`] starts everything
@@ -35,7 +37,10 @@ pub mod system;
 pub mod transaction;
 pub mod wire;
 
-pub use client::{ConnectOptions, DbConnection, Event, EventContext, SubscriptionHandle};
+pub use client::{
+    ConnectError, ConnectOptions, DbConnection, DbConnectionBuilder, Event, EventContext,
+    SubscriptionHandle, WireProtocol,
+};
 pub use manager::SubscriptionManager;
 pub use messages::{Protocol, V1_EVENT_TABLE_ERROR};
 pub use module::{Module, ReducerContext, ReducerError};

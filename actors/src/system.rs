@@ -60,6 +60,9 @@ pub enum TidingsError {
     /// The actor system could not start.
     #[error("the actor system did not start: {0}")]
     Start(String),
+    /// A remote connection could not send the request.
+    #[error("the request was not sent")]
+    Remote(#[from] crate::client::SendError),
 }
 
 /// Where committed state lives.

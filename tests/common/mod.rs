@@ -173,3 +173,136 @@ pub fn subscribe_and_wait(conn: &DbConnection, queries: &[&str]) {
     });
     assert!(error.lock().is_none(), "{queries:?}: {:?}", error.lock());
 }
+
+/// How a test's clients reach Tidings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// `Tidings::connect`: a session in this process.
+    InProcess,
+    /// `DbConnection::builder()`: a WebSocket to a server on 127.0.0.1, port 0.
+    WebSocket,
+}
+
+impl Transport {
+    /// Both, in-process first.
+    pub const ALL: [Transport; 2] = [Transport::InProcess, Transport::WebSocket];
+}
+
+/// A WebSocket server over a `Tidings`, on its own thread and actix system.
+pub struct WsServer {
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    /// The owner's token.
+    pub owner_token: String,
+    handle: actix_web::dev::ServerHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl WsServer {
+    /// Serves `tidings` on 127.0.0.1, port 0.
+    pub fn start(tidings: &Tidings) -> Self {
+        use tidings::actors::server::{Server, token::TokenKey, ws::WsLimits};
+        let (tx, rx) = std::sync::mpsc::channel();
+        let tidings = tidings.clone();
+        let thread = std::thread::spawn(move || {
+            actix_rt::System::new().block_on(async move {
+                let server = Server::new(
+                    tidings,
+                    TokenKey::random().expect("token key"),
+                    WsLimits::default(),
+                );
+                let owner = server.owner_token();
+                let (running, addrs) = server.bind("127.0.0.1:0").expect("bind");
+                tx.send((addrs[0], owner, running.handle()))
+                    .expect("report the address");
+                let _ = running.await;
+            });
+        });
+        let (addr, owner_token, handle) = rx.recv_timeout(WAIT).expect("server starts");
+        WsServer {
+            addr,
+            owner_token,
+            handle,
+            thread: Some(thread),
+        }
+    }
+
+    /// `ws://127.0.0.1:port`.
+    pub fn uri(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    /// Stops listening and drops every socket.
+    pub fn stop(&mut self) {
+        futures::executor::block_on(self.handle.stop(false));
+        if let Some(t) = self.thread.take() {
+            t.join().expect("server thread ends");
+        }
+    }
+}
+
+impl Drop for WsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The test module's Tidings and, for WebSocket runs, a server in front of it.
+pub struct Harness {
+    /// The engine.
+    pub tidings: Tidings,
+    /// How `connect` connects.
+    pub transport: Transport,
+    /// The server (WebSocket runs only).
+    pub server: Option<WsServer>,
+}
+
+impl Harness {
+    /// Starts the test module, and a server when `transport` needs one.
+    pub fn start(transport: Transport) -> Self {
+        let tidings = start();
+        let server = (transport == Transport::WebSocket).then(|| WsServer::start(&tidings));
+        Harness {
+            tidings,
+            transport,
+            server,
+        }
+    }
+
+    /// A new client with a fresh identity, over the harness's transport.
+    pub fn connect(&self) -> DbConnection {
+        match &self.server {
+            None => self.tidings.connect(),
+            Some(s) => connect_ws(&s.uri()),
+        }
+    }
+
+    /// Stops the server (if any) and Tidings.
+    pub fn shutdown(mut self) {
+        if let Some(mut s) = self.server.take() {
+            s.stop();
+        }
+        self.tidings.shutdown();
+    }
+}
+
+/// A WebSocket client of the test module at `uri`.
+pub fn connect_ws(uri: &str) -> DbConnection {
+    DbConnection::builder()
+        .uri(uri)
+        .module(&module())
+        .timeout(WAIT)
+        .connect()
+        .expect("connects over WebSocket")
+}
+
+/// Runs `scenario` once per transport, each on a fresh harness.
+pub fn on_each_transport(scenario: impl Fn(&Harness)) {
+    for transport in Transport::ALL {
+        // Shown with the failure, to tell the runs apart.
+        eprintln!("transport: {transport:?}");
+        let h = Harness::start(transport);
+        scenario(&h);
+        h.shutdown();
+    }
+}

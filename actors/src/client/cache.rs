@@ -145,14 +145,23 @@ impl ClientCache {
         &mut self,
         updates: impl IntoIterator<Item = (QuerySetId, &'a TableUpdate)>,
     ) -> Vec<(Arc<str>, TableChanges)> {
-        let updates: Vec<(QuerySetId, &TableUpdate)> = updates.into_iter().collect();
         let mut touched = Touched::default();
+        self.apply_into(&mut touched, updates);
+        self.changes(touched)
+    }
+
+    fn apply_into<'a>(
+        &mut self,
+        touched: &mut Touched,
+        updates: impl IntoIterator<Item = (QuerySetId, &'a TableUpdate)>,
+    ) {
+        let updates: Vec<(QuerySetId, &TableUpdate)> = updates.into_iter().collect();
         // Inserts first, so a row moving between query sets never drops to zero.
         for (qs, u) in &updates {
             match &*u.rows {
                 TableRows::Persistent { inserts, .. } => {
                     for r in inserts {
-                        self.touch(&mut touched, &u.table, r);
+                        self.touch(touched, &u.table, r);
                         self.add(*qs, &u.table, r, 1);
                     }
                 }
@@ -169,12 +178,11 @@ impl ClientCache {
         for (qs, u) in &updates {
             if let TableRows::Persistent { deletes, .. } = &*u.rows {
                 for r in deletes {
-                    self.touch(&mut touched, &u.table, r);
+                    self.touch(touched, &u.table, r);
                     self.add(*qs, &u.table, r, -1);
                 }
             }
         }
-        self.changes(touched)
     }
 
     /// Removes every row query set `qs` contributed.
@@ -183,9 +191,31 @@ impl ClientCache {
             return Vec::new();
         };
         let mut touched = Touched::default();
+        self.release(&mut touched, set);
+        self.changes(touched)
+    }
+
+    /// Replaces the rows query set `qs` contributed by `tables`, a fresh snapshot of the
+    /// same set (re-applied after a reconnect). Only the difference becomes callbacks: a
+    /// row in both fires nothing, a row only in the old snapshot leaves, a new one enters.
+    pub fn replace_set<'a>(
+        &mut self,
+        qs: QuerySetId,
+        tables: impl IntoIterator<Item = &'a TableUpdate>,
+    ) -> Vec<(Arc<str>, TableChanges)> {
+        let old = self.sets.remove(&qs).unwrap_or_default();
+        let mut touched = Touched::default();
+        // The new rows go in before the old ones leave, as in `apply`.
+        self.apply_into(&mut touched, tables.into_iter().map(|t| (qs, t)));
+        self.release(&mut touched, old);
+        self.changes(touched)
+    }
+
+    /// Takes a removed set's rows out of the table counts.
+    fn release(&mut self, touched: &mut Touched, set: HashMap<Arc<str>, HashMap<Row, usize>>) {
         for (table, rows) in set {
             for (row, n) in rows {
-                self.touch(&mut touched, &table, &row);
+                self.touch(touched, &table, &row);
                 if let Some(t) = self.tables.get_mut(&table) {
                     let c = t.rows.entry(row.clone()).or_insert(0);
                     *c = c.saturating_sub(n);
@@ -195,7 +225,6 @@ impl ClientCache {
                 }
             }
         }
-        self.changes(touched)
     }
 
     fn changes(&self, touched: Touched) -> Vec<(Arc<str>, TableChanges)> {
@@ -325,5 +354,36 @@ mod tests {
         let ch = c.apply([(1, &ev), (2, &ev2)]);
         assert_eq!(ch[0].1.events, vec![row![1u32], row![2u32]]);
         assert_eq!(c.count("e"), 0);
+    }
+
+    #[test]
+    fn replacing_a_set_fires_only_the_difference() {
+        let mut c = cache();
+        let first = upd(
+            "p",
+            vec![row![1u64, 1u32], row![2u64, 1u32], row![3u64, 1u32]],
+            vec![],
+        );
+        c.apply([(1, &first)]);
+        // Another set holds row 3 too: it must stay when set 1 no longer has it.
+        c.apply([(2, &upd("p", vec![row![3u64, 1u32]], vec![]))]);
+        let again = upd(
+            "p",
+            vec![row![1u64, 1u32], row![2u64, 5u32], row![4u64, 1u32]],
+            vec![],
+        );
+        let ch = c.replace_set(1, [&again]);
+        assert_eq!(ch.len(), 1);
+        assert_eq!(ch[0].1.inserts, vec![row![4u64, 1u32]]);
+        assert_eq!(ch[0].1.updates, vec![(row![2u64, 1u32], row![2u64, 5u32])]);
+        assert!(ch[0].1.deletes.is_empty(), "row 3 is still held by set 2");
+        assert_eq!(c.count("p"), 4, "no row duplicated");
+        let gone = c.remove_set(1);
+        assert_eq!(
+            gone[0].1.deletes.len(),
+            3,
+            "set 1 holds exactly its new snapshot"
+        );
+        assert_eq!(c.rows("p"), vec![row![3u64, 1u32]]);
     }
 }

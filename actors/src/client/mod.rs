@@ -1,7 +1,7 @@
-//! The client SDK, in process.
+//! The client SDK: one [`DbConnection`] API, in process or over a WebSocket.
 //!
-//! A [`DbConnection`] sends requests into Tidings and receives server messages on its
-//! own queue. Messages are processed, and callbacks run, on whichever application thread
+//! A [`DbConnection`] sends requests to Tidings and receives server messages on its own
+//! queue. Messages are processed, and callbacks run, on whichever application thread
 //! calls [`DbConnection::frame_tick`], [`DbConnection::run_until`] or
 //! [`DbConnection::run_threaded`], never on an engine thread. Each message is applied to
 //! the cache as a whole before any of its callbacks runs, and callbacks run without the
@@ -9,8 +9,27 @@
 //!
 //! A reducer call's result comes back through [`DbConnection::reducer_then`]'s callback,
 //! keyed by the call's own request id (ids are unique per connection and never 0).
+//!
+//! # Two transports
+//!
+//! - **In process** ([`crate::Tidings::connect`]): the connection is a session of the
+//!   embedded Tidings. Requests go straight into the transaction actor's FIFO; the hub
+//!   appends the shared `ServerMessage`s to the connection's queue. Nothing is encoded.
+//! - **WebSocket** ([`DbConnection::builder`], see [`remote`]): a background thread owns
+//!   the socket, encodes requests, and decodes each frame, row lists included, into the
+//!   same `ServerMessage` values, which it pushes onto the same kind of queue. The
+//!   application supplies the table schemas it was compiled against (its module); they
+//!   are checked against the server's `GET /schema` at connect. A remote connection can
+//!   [`DbConnection::reconnect`] with its token, keeping its identity and query sets.
+//!
+//! From the queue on, both run the same code (`client/process.rs`): the same cache, the same
+//! callbacks and [`EventContext`]s, the same request ids and subscription builder.
 
 pub mod cache;
+mod link;
+mod process;
+pub mod remote;
+mod subscription;
 mod table;
 
 use std::sync::Arc;
@@ -22,19 +41,23 @@ use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use tidings_engine::{Identity, Row, Timestamp, TxOffset};
 
+pub use remote::codec::{SendError, WireProtocol};
+pub use remote::{ConnectError, DbConnectionBuilder};
+pub use subscription::{SubscriptionBuilder, SubscriptionHandle};
 pub use table::{CallbackId, ClientTable};
 
 use crate::messages::{
-    ClientMessage, ConnectionId, Envelope, OneOffRows, Protocol, QuerySetId, ReducerOutcome,
-    ReducerStatus, RequestId, ServerMessage, TableUpdate,
+    ClientMessage, ConnectionId, Envelope, OneOffRows, Protocol, QuerySetId, ReducerStatus,
+    RequestId, ServerMessage,
 };
 use crate::module::{ReducerError, encode_args};
 use crate::queue::QueueLimits;
 use crate::session::Session;
 use crate::system::TidingsError;
-use cache::{ClientCache, TableChanges};
+use cache::ClientCache;
+use link::Link;
 
-/// Options for [`Tidings::connect_with`].
+/// Options for [`crate::Tidings::connect_with`].
 #[derive(Clone, Debug, Default)]
 pub struct ConnectOptions {
     /// The identity to connect as (default: a fresh one).
@@ -126,7 +149,7 @@ pub(crate) struct TableCallbacks {
 }
 
 struct ConnInner {
-    session: Session,
+    link: Link,
     cache: RwLock<ClientCache>,
     callbacks: Mutex<HashMap<Arc<str>, TableCallbacks>>,
     next_callback: AtomicU32,
@@ -140,18 +163,37 @@ struct ConnInner {
     last_offset: std::sync::atomic::AtomicU64,
 }
 
-/// An in-process client connection. Cheap to clone.
+/// A client connection, in process or over a WebSocket. Cheap to clone.
 #[derive(Clone)]
 pub struct DbConnection {
     inner: Arc<ConnInner>,
 }
 
+impl std::fmt::Debug for DbConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbConnection")
+            .field("identity", &self.identity().to_hex())
+            .field("connection_id", &self.connection_id())
+            .field("remote", &self.is_remote())
+            .finish_non_exhaustive()
+    }
+}
+
 impl DbConnection {
+    /// Starts configuring a connection to a server in another process.
+    pub fn builder() -> DbConnectionBuilder {
+        DbConnectionBuilder::default()
+    }
+
     pub(crate) fn new(session: Session) -> Self {
-        let cache = ClientCache::new(&session.tidings().datastore().schema());
+        Self::with_link(Link::InProcess(session))
+    }
+
+    pub(crate) fn with_link(link: Link) -> Self {
+        let cache = ClientCache::new(&link.schema());
         DbConnection {
             inner: Arc::new(ConnInner {
-                session,
+                link,
                 cache: RwLock::new(cache),
                 callbacks: Mutex::new(HashMap::new()),
                 next_callback: AtomicU32::new(1),
@@ -169,17 +211,28 @@ impl DbConnection {
 
     /// This connection's identity.
     pub fn identity(&self) -> Identity {
-        self.inner.session.identity()
+        self.inner.link.identity()
     }
 
-    /// This connection's id.
+    /// This connection's id (a reconnect gets a new one).
     pub fn connection_id(&self) -> ConnectionId {
-        self.inner.session.id()
+        self.inner.link.connection_id()
     }
 
     /// The protocol this connection speaks.
     pub fn protocol(&self) -> Protocol {
-        self.inner.session.protocol()
+        self.inner.link.protocol()
+    }
+
+    /// The token the server issued, which restores this identity on a later connection
+    /// (`None` in process).
+    pub fn token(&self) -> Option<String> {
+        self.inner.link.remote().and_then(|r| r.token())
+    }
+
+    /// Whether this connection talks to a server over a WebSocket.
+    pub fn is_remote(&self) -> bool {
+        self.inner.link.remote().is_some()
     }
 
     /// The offset of the last commit (or snapshot) this connection has applied.
@@ -213,7 +266,7 @@ impl DbConnection {
 
     /// Sends a raw protocol message (transports and compatibility tests use this).
     pub fn send(&self, message: ClientMessage) -> Result<(), TidingsError> {
-        self.inner.session.send(message)
+        self.inner.link.send(message)
     }
 
     /// Calls `reducer` with `args` (a tuple or struct, sent as a MessagePack array).
@@ -246,11 +299,16 @@ impl DbConnection {
                 then,
             },
         );
-        if let Err(e) = self.inner.session.send(ClientMessage::CallReducer {
+        let call = ClientMessage::CallReducer {
             request_id,
             reducer: reducer.into(),
             args,
-        }) {
+        };
+        let sent = match &self.inner.link {
+            Link::InProcess(s) => s.send(call),
+            Link::Remote(r) => r.send(call).map_err(TidingsError::from),
+        };
+        if let Err(e) = sent {
             self.inner.calls.lock().remove(&request_id);
             return Err(e);
         }
@@ -280,18 +338,18 @@ impl DbConnection {
     }
 
     fn all_table_queries(&self) -> Vec<String> {
-        let schema = self.inner.session.tidings().datastore().schema();
+        let schema = self.inner.link.schema();
         schema
             .tables()
             .iter()
             .filter(|t| t.access == tidings_engine::Access::Public || self.owner_hint())
-            .filter(|t| self.inner.session.protocol() == Protocol::V2 || !t.is_event)
+            .filter(|t| self.protocol() == Protocol::V2 || !t.is_event)
             .map(|t| format!("SELECT * FROM \"{}\"", t.name))
             .collect()
     }
 
     fn owner_hint(&self) -> bool {
-        self.inner.session.identity() == Identity::ZERO
+        self.identity() == Identity::ZERO
     }
 
     /// Runs `query` once against committed state; `then` receives the rows.
@@ -339,9 +397,10 @@ impl DbConnection {
 
     /// Processes every message already queued; returns how many.
     pub fn frame_tick(&self) -> usize {
+        let queue = self.inner.link.queue();
         let mut n = 0;
-        while let Some(env) = self.inner.session.queue().try_pop() {
-            self.process(env);
+        while let Some(env) = queue.try_pop() {
+            self.process(env, &queue);
             n += 1;
         }
         n
@@ -349,9 +408,10 @@ impl DbConnection {
 
     /// Processes at most one message, waiting up to `timeout`; whether one was processed.
     pub fn advance_one_message(&self, timeout: Duration) -> bool {
-        match self.inner.session.queue().pop_timeout(timeout) {
+        let queue = self.inner.link.queue();
+        match queue.pop_timeout(timeout) {
             Some(env) => {
-                self.process(env);
+                self.process(env, &queue);
                 true
             }
             None => false,
@@ -373,392 +433,78 @@ impl DbConnection {
             if left.is_zero() {
                 return done(self);
             }
-            self.advance_one_message(left.min(Duration::from_millis(50)));
+            // A closed, drained queue brings nothing more: waiting out the deadline on it
+            // would spin.
+            if !self.advance_one_message(left.min(Duration::from_millis(50)))
+                && self.inner.link.queue().is_closed()
+                && self.inner.link.queue().is_empty()
+            {
+                return done(self);
+            }
         }
     }
 
-    /// Processes messages on a thread of its own until the connection ends.
+    /// Processes messages on a thread of its own until the connection ends (a
+    /// reconnect made before it noticed keeps it going on the new socket).
     pub fn run_threaded(&self) -> std::thread::JoinHandle<()> {
         let conn = self.clone();
         std::thread::spawn(move || {
-            while !conn.inner.session.queue().is_closed() || !conn.inner.session.queue().is_empty()
-            {
+            loop {
+                let queue = conn.inner.link.queue();
+                if queue.is_closed() && queue.is_empty() {
+                    return;
+                }
+                drop(queue);
                 conn.advance_one_message(Duration::from_millis(100));
             }
         })
     }
 
-    /// Disconnects: the server forgets this connection's query sets.
+    /// Disconnects: the server forgets this connection's query sets. The cache keeps
+    /// its rows; a remote connection may [`DbConnection::reconnect`] later.
     pub fn disconnect(&self) {
-        self.inner.session.close();
+        self.inner.link.close();
     }
 
-    fn ctx(&self, event: Event) -> EventContext {
-        EventContext {
-            event,
-            conn: self.clone(),
-        }
-    }
-
-    fn process(&self, env: Envelope) {
-        if let Some(d) = &env.durable
-            && let Err(e) = d.wait()
-        {
-            tracing::error!(error = %e, "a commit reported to this client did not become durable");
-        }
-        match &*env.message {
-            ServerMessage::InitialConnection { .. } => {}
-            ServerMessage::SubscribeApplied {
-                query_set_id,
-                tables,
-                ..
-            } => {
-                let changes = self
-                    .inner
-                    .cache
-                    .write()
-                    .apply(tables.iter().map(|t| (*query_set_id, t)));
-                let ctx = self.ctx(Event::SubscribeApplied {
-                    query_set_id: *query_set_id,
-                });
-                self.fire(&ctx, changes);
-                let cb = self
-                    .inner
-                    .sets
-                    .lock()
-                    .get_mut(query_set_id)
-                    .and_then(|p| p.on_applied.take());
-                if let Some(cb) = cb {
-                    cb(&ctx);
-                }
-            }
-            ServerMessage::UnsubscribeApplied { query_set_id, .. } => {
-                let changes = self.inner.cache.write().remove_set(*query_set_id);
-                let ctx = self.ctx(Event::UnsubscribeApplied {
-                    query_set_id: *query_set_id,
-                });
-                self.fire(&ctx, changes);
-                let cb = {
-                    let mut sets = self.inner.sets.lock();
-                    let cb = sets
-                        .get_mut(query_set_id)
-                        .and_then(|p| p.on_unsubscribed.take());
-                    // A v1 legacy resubscribe reuses the id: keep its pending callbacks.
-                    if sets
-                        .get(query_set_id)
-                        .is_some_and(|p| p.on_applied.is_none() && p.on_error.is_none())
-                    {
-                        sets.remove(query_set_id);
-                    }
-                    cb
-                };
-                if let Some(cb) = cb {
-                    cb(&ctx);
-                }
-            }
-            ServerMessage::SubscriptionError {
-                request_id,
-                query_set_id,
-                error,
-            } => {
-                let ctx = self.ctx(Event::SubscriptionError {
-                    query_set_id: *query_set_id,
-                    error: error.clone(),
-                });
-                let pending = query_set_id.and_then(|qs| {
-                    self.inner
-                        .sets
-                        .lock()
-                        .get_mut(&qs)
-                        .and_then(|p| p.on_error.take())
-                });
-                if request_id.is_none()
-                    && let Some(qs) = query_set_id
-                {
-                    // The server ended a set that was in force: drop exactly its rows.
-                    let changes = self.inner.cache.write().remove_set(*qs);
-                    self.fire(&ctx, changes);
-                }
-                // A rejected request changed nothing: any earlier set stays in force.
-                match pending {
-                    Some(cb) => cb(&ctx, error),
-                    None => tracing::warn!(%error, "subscription error"),
-                }
-                self.inner.errors.lock().push(error.clone());
-            }
-            ServerMessage::TransactionUpdate(u) => {
-                self.saw_offset(u.tx_offset);
-                let changes = self.apply_sets(&u.query_sets);
-                let event = match (&u.reducer_event, self.inner.session.protocol()) {
-                    (Some(ev), Protocol::V1)
-                        if ev.caller == self.inner.session.identity() && !ev.reducer.is_empty() =>
-                    {
-                        Event::Reducer {
-                            request_id: 0,
-                            reducer: ev.reducer.clone(),
-                            timestamp: u.timestamp,
-                            status: ev.status.clone(),
-                        }
-                    }
-                    _ => Event::Transaction {
-                        offset: u.tx_offset,
-                        timestamp: u.timestamp,
-                    },
-                };
-                let ctx = self.ctx(event);
-                self.fire(&ctx, changes);
-            }
-            ServerMessage::ReducerResult {
-                request_id,
-                timestamp,
-                outcome,
-                tx_offset,
-            } => {
-                if let Some(o) = tx_offset {
-                    self.saw_offset(*o);
-                }
-                let pending = self.inner.calls.lock().remove(request_id);
-                let reducer = pending
-                    .as_ref()
-                    .map(|p| p.reducer.clone())
-                    .unwrap_or_default();
-                let (status, result, changes) = match outcome {
-                    ReducerOutcome::Ok { value, update } => (
-                        ReducerStatus::Committed(value.clone()),
-                        Ok(value.clone()),
-                        self.apply_sets(&update.query_sets),
-                    ),
-                    ReducerOutcome::Err(e) => (
-                        ReducerStatus::Failed(e.clone()),
-                        Err(ReducerError::User(e.clone())),
-                        Vec::new(),
-                    ),
-                    ReducerOutcome::InternalError(e) => (
-                        ReducerStatus::InternalError(e.clone()),
-                        Err(ReducerError::Internal(e.clone())),
-                        Vec::new(),
-                    ),
-                };
-                let ctx = self.ctx(Event::Reducer {
-                    request_id: *request_id,
-                    reducer,
-                    timestamp: *timestamp,
-                    status,
-                });
-                self.fire(&ctx, changes);
-                match pending {
-                    Some(PendingCall {
-                        then: Some(then), ..
-                    }) => then(&ctx, result),
-                    Some(_) => {}
-                    None => tracing::warn!(
-                        request_id,
-                        "reducer result for a request this connection did not make"
-                    ),
-                }
-            }
-            ServerMessage::OneOffQueryResult { request_id, result } => {
-                if let Some(cb) = self.inner.one_offs.lock().remove(request_id) {
-                    cb(result.clone());
-                }
-            }
-            ServerMessage::Disconnected { reason, .. } => {
-                *self.inner.disconnected.lock() = Some(reason.clone());
-                self.inner.session.queue().close();
-            }
-        }
-    }
-
-    fn apply_sets(
-        &self,
-        sets: &[crate::messages::QuerySetUpdate],
-    ) -> Vec<(Arc<str>, TableChanges)> {
-        let pairs: Vec<(QuerySetId, &TableUpdate)> = sets
-            .iter()
-            .flat_map(|s| s.tables.iter().map(move |t| (s.query_set_id, t)))
-            .collect();
-        self.inner.cache.write().apply(pairs)
-    }
-
-    /// Runs the callbacks for `changes`, with the cache unlocked.
-    fn fire(&self, ctx: &EventContext, changes: Vec<(Arc<str>, TableChanges)>) {
-        for (table, ch) in changes {
-            let (ins, del, upd) = {
-                let cbs = self.inner.callbacks.lock();
-                match cbs.get(&table) {
-                    Some(c) => (
-                        c.on_insert
-                            .iter()
-                            .map(|(_, f)| f.clone())
-                            .collect::<Vec<_>>(),
-                        c.on_delete
-                            .iter()
-                            .map(|(_, f)| f.clone())
-                            .collect::<Vec<_>>(),
-                        c.on_update
-                            .iter()
-                            .map(|(_, f)| f.clone())
-                            .collect::<Vec<_>>(),
-                    ),
-                    None => continue,
-                }
-            };
-            for r in &ch.deletes {
-                for f in &del {
-                    (f.lock())(ctx, r);
-                }
-            }
-            for (old, new) in &ch.updates {
-                for f in &upd {
-                    (f.lock())(ctx, old, new);
-                }
-            }
-            for r in &ch.inserts {
-                for f in &ins {
-                    (f.lock())(ctx, r);
-                }
-            }
-            // An event row is gone at the end of its transaction: on_delete right after.
-            for e in &ch.events {
-                for f in &ins {
-                    (f.lock())(ctx, e);
-                }
-                for f in &del {
-                    (f.lock())(ctx, e);
-                }
-            }
-        }
-    }
-}
-
-/// Builds a subscription with its callbacks.
-pub struct SubscriptionBuilder {
-    conn: DbConnection,
-    pending: PendingSet,
-}
-
-impl SubscriptionBuilder {
-    /// Runs once the initial rows are in the cache.
-    pub fn on_applied(mut self, f: impl FnOnce(&EventContext) + Send + 'static) -> Self {
-        self.pending.on_applied = Some(Box::new(f));
-        self
-    }
-
-    /// Runs if the subscription is rejected.
-    pub fn on_error(mut self, f: impl FnOnce(&EventContext, &str) + Send + 'static) -> Self {
-        self.pending.on_error = Some(Box::new(f));
-        self
-    }
-
-    /// Sends the subscription as one new query set (v1: `SubscribeMulti`).
-    pub fn subscribe<S: AsRef<str>>(
-        self,
-        queries: &[S],
-    ) -> Result<SubscriptionHandle, TidingsError> {
-        let queries: Vec<String> = queries.iter().map(|q| q.as_ref().to_string()).collect();
-        let protocol = self.conn.inner.session.protocol();
-        self.send(None, move |request_id, query_set_id| match protocol {
-            Protocol::V2 => ClientMessage::Subscribe {
-                request_id,
-                query_set_id,
-                queries,
-            },
-            Protocol::V1 => ClientMessage::V1SubscribeMulti {
-                request_id,
-                query_id: query_set_id,
-                queries,
-            },
-        })
-    }
-
-    /// Subscribes to every readable table by name (v2: event tables included).
-    pub fn subscribe_to_all_tables(self) -> Result<SubscriptionHandle, TidingsError> {
-        let queries = self.conn.all_table_queries();
-        self.subscribe(&queries)
-    }
-
-    /// v1 `SubscribeSingle`: one query under a new id.
-    pub fn subscribe_v1_single(self, query: &str) -> Result<SubscriptionHandle, TidingsError> {
-        let query = query.to_string();
-        self.send(None, move |request_id, query_id| {
-            ClientMessage::V1SubscribeSingle {
-                request_id,
-                query_id,
-                query,
-            }
-        })
-    }
-
-    /// v1 legacy `Subscribe`: atomically replaces the legacy subscription.
-    pub fn subscribe_v1_legacy<S: AsRef<str>>(
-        self,
-        queries: &[S],
-    ) -> Result<SubscriptionHandle, TidingsError> {
-        let queries: Vec<String> = queries.iter().map(|q| q.as_ref().to_string()).collect();
-        self.send(
-            Some(crate::messages::V1_LEGACY_QUERY_SET),
-            move |request_id, _| ClientMessage::V1Subscribe {
-                request_id,
-                queries,
-            },
-        )
-    }
-
-    fn send(
-        self,
-        fixed_set: Option<QuerySetId>,
-        message: impl FnOnce(RequestId, QuerySetId) -> ClientMessage,
-    ) -> Result<SubscriptionHandle, TidingsError> {
-        let conn = self.conn;
-        let query_set_id =
-            fixed_set.unwrap_or_else(|| conn.inner.next_set.fetch_add(1, Ordering::Relaxed));
-        let request_id = conn.request_id();
-        conn.inner.sets.lock().insert(query_set_id, self.pending);
-        let message = message(request_id, query_set_id);
-        if let Err(e) = conn.send(message) {
-            conn.inner.sets.lock().remove(&query_set_id);
-            return Err(e);
-        }
-        Ok(SubscriptionHandle { conn, query_set_id })
-    }
-}
-
-/// A live query set.
-pub struct SubscriptionHandle {
-    conn: DbConnection,
-    query_set_id: QuerySetId,
-}
-
-impl SubscriptionHandle {
-    /// The query set's id.
-    pub fn query_set_id(&self) -> QuerySetId {
-        self.query_set_id
-    }
-
-    /// Ends the query set; `then` runs once its rows are gone from the cache.
-    pub fn unsubscribe_then(
-        self,
-        then: impl FnOnce(&EventContext) + Send + 'static,
-    ) -> Result<(), TidingsError> {
-        self.conn
-            .inner
-            .sets
-            .lock()
-            .entry(self.query_set_id)
-            .or_default()
-            .on_unsubscribed = Some(Box::new(then));
-        let request_id = self.conn.request_id();
-        let message = match self.conn.inner.session.protocol() {
-            Protocol::V2 => ClientMessage::Unsubscribe {
-                request_id,
-                query_set_id: self.query_set_id,
-                send_dropped_rows: false,
-            },
-            Protocol::V1 => ClientMessage::V1Unsubscribe {
-                request_id,
-                query_id: self.query_set_id,
-            },
+    /// Reconnects a remote connection with its token: same identity, every query set
+    /// sent again, the cache brought to the new snapshots (see [`remote`]). Returns once
+    /// the new socket's `InitialConnection` arrived; the re-applied sets' snapshots are
+    /// processed like any message. Reducer calls and one-off queries still unanswered
+    /// get an error (their callbacks run when the next messages are processed).
+    pub fn reconnect(&self) -> Result<(), ConnectError> {
+        let Some(remote) = self.inner.link.remote() else {
+            return Err(ConnectError::InProcess);
         };
-        self.conn.send(message)
+        let ended = remote.reconnect(|| self.request_id())?;
+        *self.inner.disconnected.lock() = None;
+        let queue = remote.queue();
+        let why = "the connection was replaced before the result arrived";
+        let calls: Vec<RequestId> = self.inner.calls.lock().keys().copied().collect();
+        for request_id in calls {
+            queue.push(Envelope::now(ServerMessage::ReducerResult {
+                request_id,
+                tx_offset: None,
+                timestamp: Timestamp::now(),
+                outcome: crate::messages::ReducerOutcome::InternalError(format!(
+                    "no result: {why}; the call may have committed"
+                )),
+            }));
+        }
+        let one_offs: Vec<RequestId> = self.inner.one_offs.lock().keys().copied().collect();
+        for request_id in one_offs {
+            queue.push(Envelope::now(ServerMessage::OneOffQueryResult {
+                request_id,
+                result: Err(format!("no result: {why}")),
+            }));
+        }
+        for query_set_id in ended {
+            queue.push(Envelope::now(ServerMessage::UnsubscribeApplied {
+                request_id: 0,
+                query_set_id,
+                tx_offset: self.last_offset(),
+                tables: None,
+            }));
+        }
+        Ok(())
     }
 }

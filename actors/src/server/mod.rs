@@ -400,7 +400,8 @@ async fn sql(
     HttpResponse::Ok().json(json!({ "offset": state.offset(), "tables": tables }))
 }
 
-fn type_name(t: &AlgebraicType) -> String {
+/// A column type as `GET /schema` names it (the remote client compares these names).
+pub(crate) fn type_name(t: &AlgebraicType) -> String {
     match t {
         AlgebraicType::Enum(e) => format!("enum {}({})", e.name, e.variants.join("|")),
         other => other.to_string(),

@@ -263,6 +263,17 @@ pub fn decode(schema: &TableSchema, bytes: &[u8]) -> Result<Vec<Row>, RowListErr
     if !r.b.is_empty() {
         return Err(err(0, 0, format!("{} bytes after the row list", r.b.len())));
     }
+    decode_rows(schema, body)
+}
+
+/// Decodes the concatenated rows inside a row list (the `bin`'s payload) of `schema`.
+pub fn decode_rows(schema: &TableSchema, body: &[u8]) -> Result<Vec<Row>, RowListError> {
+    let err = |row, column, what: String| RowListError {
+        table: schema.name.to_string(),
+        row,
+        column,
+        what,
+    };
     let mut r = Reader { b: body };
     let mut rows = Vec::new();
     while !r.b.is_empty() {
