@@ -5,8 +5,11 @@
 //! A `hold` reducer blocks the transaction actor until the test opens a gate, so requests
 //! pile up deterministically (no timing involved).
 
-use std::sync::{Condvar, Mutex};
+mod common;
+
 use std::time::Duration;
+
+use common::gate::{Gate, module};
 
 use actix_web::web::Bytes;
 use awc::ws::{Frame, Message};
@@ -15,41 +18,7 @@ use tidings::actors::server::Server;
 use tidings::actors::server::token::TokenKey;
 use tidings::actors::server::ws::WsLimits;
 use tidings::actors::wire::v2::{self, ClientMessageWire, OutcomeWire, ServerMessageWire};
-use tidings::{ReducerContext, Tidings, TidingsError, demo};
-
-/// Open or shut; `hold` waits while shut.
-struct Gate {
-    open: Mutex<bool>,
-    cv: Condvar,
-}
-
-impl Gate {
-    const fn new() -> Self {
-        Gate {
-            open: Mutex::new(true),
-            cv: Condvar::new(),
-        }
-    }
-
-    fn set(&self, open: bool) {
-        *self.open.lock().expect("gate") = open;
-        self.cv.notify_all();
-    }
-
-    fn wait(&self) {
-        let mut open = self.open.lock().expect("gate");
-        while !*open {
-            open = self.cv.wait(open).expect("gate");
-        }
-    }
-}
-
-fn module(gate: &'static Gate) -> tidings::Module {
-    demo::chat_module().reducer("hold", move |_: &mut ReducerContext<'_>, (): ()| {
-        gate.wait();
-        Ok(())
-    })
-}
+use tidings::{Tidings, TidingsError};
 
 #[test]
 fn in_process_requests_past_the_limit_are_refused_and_the_count_is_released() {
@@ -62,7 +31,7 @@ fn in_process_requests_past_the_limit_are_refused_and_the_count_is_released() {
     let other = tidings.connect();
     GATE.set(false);
     // One call runs (blocked in `hold`), one waits: two in flight.
-    greedy.call("hold", &()).expect("first accepted");
+    greedy.call("hold", &("held",)).expect("first accepted");
     let queued = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = queued.clone();
     greedy
@@ -122,8 +91,8 @@ fn in_process_requests_past_the_limit_are_refused_and_the_count_is_released() {
         .collect();
     assert_eq!(
         texts.len(),
-        3,
-        "queued, other and after committed; refused did not: {texts:?}"
+        4,
+        "held, queued, other and after committed; refused did not: {texts:?}"
     );
     assert!(!texts.iter().any(|t| t.contains("refused")), "{texts:?}");
 }
@@ -183,10 +152,9 @@ fn over_websocket_a_refused_call_is_answered_as_a_call_naming_the_limit() {
             next(&mut conn).await,
             ServerMessageWire::InitialConnection { .. }
         ));
-        let empty = rmp_serde::to_vec(&()).expect("args");
         let text = |t: &str| rmp_serde::to_vec(&(t,)).expect("args");
         GATE.set(false);
-        send(&mut conn, call(1, "hold", empty.clone())).await;
+        send(&mut conn, call(1, "hold", text("held"))).await;
         send(&mut conn, call(2, "send_message", text("queued"))).await;
         send(&mut conn, call(3, "send_message", text("refused"))).await;
         // The refusal comes first: the other two are still waiting behind the gate.

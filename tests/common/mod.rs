@@ -1,6 +1,8 @@
 //! A small game module shared by the end-to-end tests.
 #![allow(dead_code)]
 
+pub mod gate;
+
 use std::time::Duration;
 
 use tidings::{DbConnection, Identity, Module, ReducerContext, Tidings, table};
