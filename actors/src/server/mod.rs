@@ -16,6 +16,7 @@
 //! The owner is [`Identity::ZERO`]; its token is [`Server::owner_token`].
 
 pub mod token;
+pub mod watchdog;
 pub mod ws;
 
 use std::sync::atomic::Ordering;
@@ -36,6 +37,7 @@ use crate::system::{Tidings, TidingsError};
 use crate::wire::v2::{self, Compression};
 use crate::wire::{Codec, v1};
 use token::TokenKey;
+use watchdog::{ConnSocket, Watchdog};
 use ws::{WsLimits, WsSession};
 
 pub use crate::wire::json::value_json;
@@ -53,16 +55,28 @@ pub struct Server {
     tidings: Tidings,
     key: TokenKey,
     limits: WsLimits,
+    watchdog: Watchdog,
 }
 
 impl Server {
     /// A server for `tidings`, issuing tokens with `key`.
     pub fn new(tidings: Tidings, key: TokenKey, limits: WsLimits) -> Self {
+        let watchdog = Watchdog::start(
+            limits.heartbeat,
+            limits.idle_timeout,
+            tidings.metrics().clone(),
+        );
         Server {
             tidings,
             key,
             limits,
+            watchdog,
         }
+    }
+
+    /// WebSocket sessions open now, as the watchdog counts them (a gauge).
+    pub fn ws_sessions(&self) -> usize {
+        self.watchdog.len()
     }
 
     /// The owner's token (bypasses visibility rules; may run DML).
@@ -91,6 +105,7 @@ impl Server {
             App::new().configure(move |cfg| s.configure(cfg))
         })
         .workers(1)
+        .on_connect(watchdog::record_socket)
         // The embedding application decides what a signal means (the `tidings` binary
         // shuts down gracefully through `Tidings::shutdown_gracefully`).
         .disable_signals()
@@ -194,8 +209,12 @@ async fn subscribe(
         queue_limits: None,
         token: Some(server.key.issue(&identity)),
     });
+    let registration = server.watchdog.register(
+        req.conn_data::<ConnSocket>().cloned(),
+        session.queue().clone(),
+    );
     actix_web_actors::ws::WsResponseBuilder::new(
-        WsSession::new(session, codec, server.limits),
+        WsSession::new(session, codec, server.limits, registration),
         &req,
         stream,
     )

@@ -16,6 +16,7 @@ use actix::prelude::*;
 use actix_web_actors::ws;
 
 use crate::messages::{ClientMessage, Envelope, ReducerOutcome, ServerMessage};
+use crate::server::watchdog::Registration;
 use crate::session::Session;
 use crate::system::TidingsError;
 use crate::wire::{Codec, Frame, FrameType};
@@ -50,18 +51,26 @@ pub struct WsSession {
     codec: Codec,
     limits: WsLimits,
     last_heard: Instant,
+    /// The outside watchdog's view of this session (see [`super::watchdog`]).
+    registration: Registration,
     /// A message waiting for its commit to become durable before it may be sent.
     held: Option<Envelope>,
 }
 
 impl WsSession {
     /// A session actor over `session`, speaking `codec`'s subprotocol.
-    pub fn new(session: Session, codec: Codec, limits: WsLimits) -> Self {
+    pub fn new(
+        session: Session,
+        codec: Codec,
+        limits: WsLimits,
+        registration: Registration,
+    ) -> Self {
         WsSession {
             session,
             codec,
             limits,
             last_heard: Instant::now(),
+            registration,
             held: None,
         }
     }
@@ -203,8 +212,8 @@ impl Actor for WsSession {
                 ctx.close(Some(ws::CloseReason {
                     code: ws::CloseCode::Away,
                     description: Some(format!(
-                        "idle for more than {} s (no frames, no pongs)",
-                        act.limits.idle_timeout.as_secs()
+                        "idle for more than {:?} (no frames, no pongs)",
+                        act.limits.idle_timeout
                     )),
                 }));
                 ctx.stop();
@@ -230,6 +239,7 @@ impl Handler<Drain> for WsSession {
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
     fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
+        self.registration.heard();
         match item {
             Ok(ws::Message::Binary(bytes)) => self.incoming(ctx, FrameType::Binary, &bytes),
             Ok(ws::Message::Text(text)) => self.incoming(ctx, FrameType::Text, text.as_bytes()),
