@@ -147,7 +147,7 @@ fn a_client_that_never_reads_is_dropped_and_reclaimed_while_others_get_every_com
             .expect("commits");
         commits += 1;
         // The reader keeps up, as a live client does, so only the stuck one falls behind.
-        if commits % 16 == 0 {
+        if commits.is_multiple_of(16) {
             common::wait_for(&reader, "the reader to keep up", |c| {
                 c.count("message") as u64 == commits
             });
