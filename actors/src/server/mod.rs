@@ -514,6 +514,31 @@ async fn metrics(server: web::Data<Server>) -> HttpResponse {
         "Bytes written to WebSocket sessions.",
         m.bytes_sent.load(Ordering::Relaxed),
     );
+    let (queued, queued_bytes, longest) = server.watchdog.queue_totals();
+    metric(
+        "tidings_ws_sessions",
+        "gauge",
+        "WebSocket sessions open.",
+        server.watchdog.len() as u64,
+    );
+    metric(
+        "tidings_ws_queued_messages",
+        "gauge",
+        "Messages waiting in WebSocket sessions' outbound queues, in all.",
+        queued as u64,
+    );
+    metric(
+        "tidings_ws_queued_bytes",
+        "gauge",
+        "Approximate bytes waiting in WebSocket sessions' outbound queues, in all.",
+        queued_bytes as u64,
+    );
+    metric(
+        "tidings_ws_queue_longest_messages",
+        "gauge",
+        "The longest WebSocket session outbound queue, in messages.",
+        longest as u64,
+    );
     out.push_str("# HELP tidings_dropped_sessions_total Sessions dropped, by reason.\n# TYPE tidings_dropped_sessions_total counter\n");
     for (reason, n) in m.dropped.lock().iter() {
         out.push_str(&format!(

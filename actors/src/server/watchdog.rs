@@ -187,6 +187,16 @@ impl Watchdog {
         self.inner.sessions.lock().len()
     }
 
+    /// Outbound queues of the watched sessions: (messages in all, bytes in all, longest
+    /// queue in messages). For metrics scrapes: walks every session.
+    pub fn queue_totals(&self) -> (usize, usize, usize) {
+        let sessions = self.inner.sessions.lock();
+        sessions.values().fold((0, 0, 0), |(m, b, max), w| {
+            let len = w.queue.len();
+            (m + len, b + w.queue.bytes(), max.max(len))
+        })
+    }
+
     /// Whether no session is watched.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
