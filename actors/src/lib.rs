@@ -21,6 +21,9 @@
 //! ([`Tidings`]), [`metrics`] counts. Read [`Tidings`], [`DbConnection`] and
 //! [`manager::SubscriptionManager`] first.
 //!
+//! Shutdown runs the same way down the flow ([`Tidings::shutdown_gracefully`]): refuse new
+//! requests, answer queued calls, then end every session after what is queued for it.
+//!
 //! The engine below knows nothing of actors; the query crate knows nothing of sessions.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 

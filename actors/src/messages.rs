@@ -6,7 +6,7 @@
 //!
 //! v2 is the default: every request carries a `request_id` that its response echoes,
 //! subscriptions are additive query sets with client-chosen ids, and a reducer's caller
-//! gets its own result as a [`ReducerResult`] with its update folded in, while everyone
+//! gets its own result as a [`ServerMessage::ReducerResult`] with its update folded in, while everyone
 //! else gets a bare [`TransactionUpdate`]. v1 is kept for old clients (see
 //! [`ClientMessage::V1Subscribe`]).
 

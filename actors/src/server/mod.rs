@@ -6,12 +6,20 @@
 //!   ([`SUPPORTED_PROTOCOLS`]); a header naming none of them gets HTTP 400 listing the
 //!   supported ones. `?compression=none|gzip` (MessagePack row lists only), `?token=` or
 //!   `Authorization: Bearer <token>` to restore an identity (a bad token gets 401).
-//! - `POST /call/{reducer}`: JSON array (positional) or object arguments.
+//! - `POST /call/{reducer}`: JSON array (positional) or object arguments (by the names a
+//!   reducer declares with `Module::arg_names`).
 //! - `POST /sql`: a SELECT evaluated under the caller's visibility rules; with the owner's
 //!   token also `INSERT`/`UPDATE`/`DELETE`, run as one transaction that subscribers see
 //!   (`403` for anyone else, `400` for a statement that does not compile, `409` for one
 //!   the transaction refuses, `200 {"tx_offset", "rows_affected"}` once durable).
 //! - `GET /schema`, `GET /metrics` (Prometheus text).
+//!
+//! Limits: message size ([`ws::WsLimits`]), requests in flight per connection (the
+//! builder's `client_in_flight_max`), heartbeat and idle timeout, and the outbound queue
+//! bound (enforced by the hubs). [`watchdog`] runs outside the sessions and reclaims one
+//! that actix stopped polling because its peer stopped reading. `tidings serve` shuts
+//! down through `Tidings::shutdown_gracefully`; signals are the application's to handle
+//! (`bind` disables actix's own).
 //!
 //! The owner is [`Identity::ZERO`]; its token is [`Server::owner_token`].
 
