@@ -2,7 +2,7 @@
 //! transaction the caller provides.
 //!
 //! The stages mirror subscriptions: [`crate::parse::dml`] builds the syntax tree,
-//! [`check`] types it against the schema (the `WHERE` clause goes through the very same
+//! [`check()`] types it against the schema (the `WHERE` clause goes through the very same
 //! checker as a subscription's, so it accepts exactly the same predicates), and
 //! [`execute`] applies it to a [`MutTx`]. Committing, logging and broadcasting are the
 //! caller's business: run inside the transaction actor, the change reaches subscribers
