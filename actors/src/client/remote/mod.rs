@@ -230,11 +230,7 @@ impl DbConnectionBuilder {
             Some(Err(e)) => return Err(ConnectError::Schema(e)),
             None => return Err(ConnectError::MissingSchema),
         };
-        let codec = codec::codec_for(self.protocol, &schema).ok_or(
-            ConnectError::ProtocolNotImplemented {
-                subprotocol: self.protocol.subprotocol(),
-            },
-        )?;
+        let codec = codec::codec_for(self.protocol, &schema);
         let config = Arc::new(RemoteConfig {
             endpoint,
             protocol: self.protocol,
