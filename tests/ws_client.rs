@@ -263,20 +263,15 @@ fn bad_addresses_and_a_gone_server_are_typed_errors() {
         DbConnection::builder().uri("ws://127.0.0.1:1").connect(),
         Err(ConnectError::MissingSchema)
     ));
-    assert!(matches!(
-        DbConnection::builder()
-            .uri("ws://127.0.0.1:1")
-            .module(&module())
-            .protocol(Protocol::V1)
-            .connect(),
-        Err(ConnectError::ProtocolNotImplemented {
-            subprotocol: "v1.msgpack.tidings"
-        })
-    ));
     assert_eq!(
         WireProtocol::from(Protocol::V2).subprotocol(),
         "v2.msgpack.tidings"
     );
+    assert_eq!(
+        WireProtocol::from(Protocol::V1).subprotocol(),
+        "v1.msgpack.tidings"
+    );
+    assert_eq!(WireProtocol::V1Json.subprotocol(), "v1.json.tidings");
     // A port nobody listens on.
     let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = free.local_addr().expect("addr").port();

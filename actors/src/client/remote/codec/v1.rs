@@ -49,6 +49,8 @@ use crate::wire::v1::{
 
 /// MessagePack nil: what a reducer returning nothing returns.
 const NIL: u8 = 0xc0;
+/// An empty MessagePack array.
+const EMPTY_ARRAY: u8 = 0x90;
 
 /// Which of v1's twin requests put a query id in force, so its unsubscribe is the twin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +77,18 @@ impl V1Codec {
             encoding,
             kinds: Mutex::new(HashMap::new()),
         }
+    }
+}
+
+impl V1Codec {
+    /// serde writes "no arguments", `()`, as nil, which JSON would carry as `null`: no
+    /// bytes at all on the server's side. v1 JSON arguments are an array, so nil goes
+    /// as `[]`, which the server reads as no arguments.
+    fn args(&self, args: Vec<u8>) -> Packed<'static> {
+        if self.encoding == Encoding::Json && args == [NIL] {
+            return Packed(Cow::Owned(vec![EMPTY_ARRAY]));
+        }
+        Packed(Cow::Owned(args))
     }
 }
 
@@ -145,7 +159,7 @@ impl Codec for V1Codec {
             } => ClientMessageWire::CallReducer {
                 request_id,
                 reducer,
-                args: Packed(Cow::Owned(args)),
+                args: self.args(args),
                 flags: 0,
             },
             ClientMessage::V1CallReducer {
@@ -156,7 +170,7 @@ impl Codec for V1Codec {
             } => ClientMessageWire::CallReducer {
                 request_id,
                 reducer,
-                args: Packed(Cow::Owned(args)),
+                args: self.args(args),
                 flags: match flags {
                     CallReducerFlags::FullUpdate => 0,
                     CallReducerFlags::NoSuccessNotify => 1,

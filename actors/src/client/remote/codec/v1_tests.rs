@@ -240,6 +240,24 @@ fn requests_reach_the_server_as_sent_with_the_twin_unsubscribe() {
                 flags: CallReducerFlags::FullUpdate,
             }
         );
+        // `()` is nil; JSON sends "no arguments" as `[]`, which the server accepts.
+        let frame = client
+            .encode(ClientMessage::CallReducer {
+                request_id: 9,
+                reducer: "noop".into(),
+                args: vec![NIL],
+            })
+            .expect("encodes");
+        let ClientMessage::V1CallReducer { args, .. } =
+            server.decode(payload(&frame)).expect("decodes")
+        else {
+            panic!("a call");
+        };
+        let expected = match encoding {
+            Encoding::MessagePack => [NIL],
+            Encoding::Json => [EMPTY_ARRAY],
+        };
+        assert_eq!(args, expected, "{encoding:?}");
     }
 }
 
