@@ -1,9 +1,9 @@
 //! Wire protocols of the remote client: client messages to frames, frames to the same
 //! [`ServerMessage`] values an in-process connection receives.
 //!
-//! Each protocol is one [`Codec`] (`v2.rs`, `v1.rs`); `codec_for` picks it by
+//! Each protocol is one `Codec` (`v2.rs`, `v1.rs`); `codec_for` picks it by
 //! [`WireProtocol`]. A codec encodes requests on the application's threads and makes one
-//! [`Decoder`] per socket, which decodes that socket's frames on its thread, row lists
+//! `Decoder` per socket, which decodes that socket's frames on its thread, row lists
 //! included (into [`Row`]s with the application's table schemas), so the connection's
 //! processing code and cache never see wire types. A decoder is per socket because v1
 //! needs to know what the server holds for this session (see `v1.rs`), and a reconnect
