@@ -388,3 +388,16 @@ pub fn on_each_v1_path(scenario: impl Fn(&Harness)) {
         h.shutdown();
     }
 }
+
+/// A flag and an `on_applied` callback that raises it.
+pub fn applied_flag() -> (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    impl FnOnce(&tidings::EventContext) + Send + 'static,
+) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let flag = std::sync::Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    (flag, move |_: &tidings::EventContext| {
+        f.store(true, Ordering::SeqCst)
+    })
+}

@@ -142,27 +142,30 @@ impl DbConnection {
                     }
                     _ => None,
                 };
-                let Some(ev) = own else {
-                    let ctx = self.ctx(Event::Transaction {
-                        offset: u.tx_offset,
-                        timestamp: u.timestamp,
-                    });
-                    self.fire(&ctx, changes);
-                    return;
-                };
-                let ctx = self.ctx(Event::Reducer {
-                    request_id: ev.request_id,
-                    reducer: ev.reducer.clone(),
-                    timestamp: u.timestamp,
-                    status: ev.status.clone(),
-                });
-                self.fire(&ctx, changes);
-                let pending = self.inner.calls.lock().remove(&ev.request_id);
-                if let Some(PendingCall {
-                    then: Some(then), ..
-                }) = pending
-                {
-                    then(&ctx, reducer_result(&ev.status));
+                match own {
+                    None => {
+                        let ctx = self.ctx(Event::Transaction {
+                            offset: u.tx_offset,
+                            timestamp: u.timestamp,
+                        });
+                        self.fire(&ctx, changes);
+                    }
+                    Some(ev) => {
+                        let ctx = self.ctx(Event::Reducer {
+                            request_id: ev.request_id,
+                            reducer: ev.reducer.clone(),
+                            timestamp: u.timestamp,
+                            status: ev.status.clone(),
+                        });
+                        self.fire(&ctx, changes);
+                        let pending = self.inner.calls.lock().remove(&ev.request_id);
+                        if let Some(PendingCall {
+                            then: Some(then), ..
+                        }) = pending
+                        {
+                            then(&ctx, reducer_result(&ev.status));
+                        }
+                    }
                 }
             }
             ServerMessage::ReducerResult {
