@@ -242,6 +242,134 @@ fn reconnect_with_the_token_keeps_the_identity_and_reapplies_subscriptions() {
     h.shutdown();
 }
 
+/// A v1 connection reconnects like a v2 one, in both v1 encodings: its `SubscribeSingle`,
+/// `SubscribeMulti` and legacy `Subscribe` sets are sent again as they were, and the new
+/// session's legacy set, single and multi sets then behave as before.
+#[test]
+fn v1_reconnect_resends_single_multi_and_legacy_sets() {
+    for path in [V1Path::WebSocketMsgPack, V1Path::WebSocketJson] {
+        eprintln!("v1 path: {path:?}");
+        let h = Harness::start_v1(path);
+        v1_reconnect_on(&h);
+        h.shutdown();
+    }
+}
+
+fn v1_reconnect_on(h: &Harness) {
+    let players: Vec<DbConnection> = (0..4).map(|_| h.tidings.connect()).collect();
+    for p in &players[..3] {
+        call_and_wait(p, "join", &(format!("p{}", p.identity().to_hex()), 1u32));
+    }
+    call_and_wait(&players[0], "send_message", &("before",));
+    let watcher = h.connect_v1();
+    let applied = Arc::new(AtomicUsize::new(0));
+    let on_applied = || {
+        let a = applied.clone();
+        move |_: &tidings::EventContext| {
+            a.fetch_add(1, Ordering::SeqCst);
+        }
+    };
+    let single = watcher
+        .subscription_builder()
+        .on_applied(on_applied())
+        .subscribe_v1_single("SELECT * FROM message")
+        .expect("single");
+    watcher
+        .subscription_builder()
+        .on_applied(on_applied())
+        .subscribe(&["SELECT * FROM player WHERE zone = 1"])
+        .expect("multi");
+    watcher
+        .subscription_builder()
+        .on_applied(on_applied())
+        .subscribe_v1_legacy(&["SELECT * FROM player WHERE zone = 2"])
+        .expect("legacy");
+    wait_for(&watcher, "three sets applied", |_| {
+        applied.load(Ordering::SeqCst) == 3
+    });
+    assert_eq!(
+        (
+            watcher.table::<Message>().count(),
+            watcher.table::<Player>().count()
+        ),
+        (1, 3)
+    );
+    let identity = watcher.identity();
+    watcher.disconnect();
+
+    // While it is away: player 0 moves from the multi set's zone to the legacy set's, a
+    // fourth player joins zone 1, and a message is sent.
+    call_and_wait(&players[0], "move", &(2u32,));
+    call_and_wait(
+        &players[3],
+        "join",
+        &(format!("p{}", players[3].identity().to_hex()), 1u32),
+    );
+    call_and_wait(&players[1], "send_message", &("missed",));
+
+    watcher.reconnect().expect("reconnects with its token");
+    assert_eq!(watcher.identity(), identity, "same identity");
+    // `on_applied` ran once per set already: the cache tells the re-applied snapshots.
+    wait_for(&watcher, "the three sets re-applied", |c| {
+        c.table::<Message>().count() == 2 && c.table::<Player>().count() == 4
+    });
+    let zone_of = |c: &DbConnection, who: Identity| {
+        c.table::<Player>()
+            .iter()
+            .into_iter()
+            .find(|p| p.identity == who)
+            .map(|p| p.zone)
+    };
+    assert_eq!(zone_of(&watcher, players[0].identity()), Some(2));
+    assert_eq!(zone_of(&watcher, players[3].identity()), Some(1));
+
+    // The new session's legacy set replaces like the old one's: only zone 1 players stay
+    // (the multi set's), and messages from the single set.
+    watcher
+        .subscription_builder()
+        .on_applied(on_applied())
+        .subscribe_v1_legacy(&["SELECT * FROM message WHERE text = 'missed'"])
+        .expect("legacy replace");
+    wait_for(&watcher, "legacy replaced", |_| {
+        applied.load(Ordering::SeqCst) == 4
+    });
+    assert_eq!(
+        (
+            watcher.table::<Message>().count(),
+            watcher.table::<Player>().count()
+        ),
+        (2, 3)
+    );
+    // The single set still ends with its own unsubscribe; the legacy set keeps `missed`.
+    let ended = Arc::new(AtomicBool::new(false));
+    let e = ended.clone();
+    single
+        .unsubscribe_then(move |_| e.store(true, Ordering::SeqCst))
+        .expect("unsubscribe");
+    wait_for(&watcher, "single unsubscribed", |_| {
+        ended.load(Ordering::SeqCst)
+    });
+    let texts: Vec<String> = watcher
+        .table::<Message>()
+        .iter()
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(texts, vec!["missed".to_string()]);
+    // Live on the new socket, and calls act as the same identity.
+    call_and_wait(&players[1], "move", &(3u32,));
+    wait_for(&watcher, "live delete after reconnect", |c| {
+        c.table::<Player>().count() == 2
+    });
+    call_and_wait(&watcher, "join", &("watcher".to_string(), 1u32));
+    assert_eq!(zone_of(&watcher, identity), Some(1));
+    assert!(
+        watcher.subscription_errors().is_empty(),
+        "{:?}",
+        watcher.subscription_errors()
+    );
+}
+
 #[test]
 fn bad_addresses_and_a_gone_server_are_typed_errors() {
     let connect = |uri: &str| {
@@ -263,20 +391,15 @@ fn bad_addresses_and_a_gone_server_are_typed_errors() {
         DbConnection::builder().uri("ws://127.0.0.1:1").connect(),
         Err(ConnectError::MissingSchema)
     ));
-    assert!(matches!(
-        DbConnection::builder()
-            .uri("ws://127.0.0.1:1")
-            .module(&module())
-            .protocol(Protocol::V1)
-            .connect(),
-        Err(ConnectError::ProtocolNotImplemented {
-            subprotocol: "v1.msgpack.tidings"
-        })
-    ));
     assert_eq!(
         WireProtocol::from(Protocol::V2).subprotocol(),
         "v2.msgpack.tidings"
     );
+    assert_eq!(
+        WireProtocol::from(Protocol::V1).subprotocol(),
+        "v1.msgpack.tidings"
+    );
+    assert_eq!(WireProtocol::V1Json.subprotocol(), "v1.json.tidings");
     // A port nobody listens on.
     let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = free.local_addr().expect("addr").port();

@@ -5,7 +5,10 @@ pub mod gate;
 
 use std::time::Duration;
 
-use tidings::{DbConnection, Identity, Module, ReducerContext, Tidings, table};
+use tidings::actors::client::WireProtocol;
+use tidings::{
+    ConnectOptions, DbConnection, Identity, Module, Protocol, ReducerContext, Tidings, table,
+};
 
 /// A chat message: persistent.
 #[table(name = "message", public)]
@@ -190,6 +193,43 @@ impl Transport {
     pub const ALL: [Transport; 2] = [Transport::InProcess, Transport::WebSocket];
 }
 
+/// How a test's v1 clients reach Tidings: the three ways a v1 client can be connected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum V1Path {
+    /// `Tidings::connect_with` with `Protocol::V1`.
+    InProcess,
+    /// A WebSocket speaking `v1.msgpack.tidings` (binary frames).
+    WebSocketMsgPack,
+    /// A WebSocket speaking `v1.json.tidings` (text frames).
+    WebSocketJson,
+}
+
+impl V1Path {
+    /// All three, in-process first.
+    pub const ALL: [V1Path; 3] = [
+        V1Path::InProcess,
+        V1Path::WebSocketMsgPack,
+        V1Path::WebSocketJson,
+    ];
+
+    /// The transport under it (v2 clients of the same test use it too).
+    pub fn transport(self) -> Transport {
+        match self {
+            V1Path::InProcess => Transport::InProcess,
+            V1Path::WebSocketMsgPack | V1Path::WebSocketJson => Transport::WebSocket,
+        }
+    }
+
+    /// The WebSocket protocol, if it is one.
+    pub fn wire(self) -> Option<WireProtocol> {
+        match self {
+            V1Path::InProcess => None,
+            V1Path::WebSocketMsgPack => Some(WireProtocol::V1MsgPack),
+            V1Path::WebSocketJson => Some(WireProtocol::V1Json),
+        }
+    }
+}
+
 /// A WebSocket server over a `Tidings`, on its own thread and actix system.
 pub struct WsServer {
     /// Where it listens.
@@ -257,25 +297,49 @@ pub struct Harness {
     pub transport: Transport,
     /// The server (WebSocket runs only).
     pub server: Option<WsServer>,
+    /// How `connect_v1` connects.
+    pub v1: V1Path,
 }
 
 impl Harness {
     /// Starts the test module, and a server when `transport` needs one.
     pub fn start(transport: Transport) -> Self {
+        Self::start_v1(match transport {
+            Transport::InProcess => V1Path::InProcess,
+            Transport::WebSocket => V1Path::WebSocketMsgPack,
+        })
+    }
+
+    /// Starts the test module, with a server when `v1` is a WebSocket path; v2 clients
+    /// use the same transport.
+    pub fn start_v1(v1: V1Path) -> Self {
         let tidings = start();
+        let transport = v1.transport();
         let server = (transport == Transport::WebSocket).then(|| WsServer::start(&tidings));
         Harness {
             tidings,
             transport,
             server,
+            v1,
         }
     }
 
-    /// A new client with a fresh identity, over the harness's transport.
+    /// A new v2 client with a fresh identity, over the harness's transport.
     pub fn connect(&self) -> DbConnection {
         match &self.server {
             None => self.tidings.connect(),
             Some(s) => connect_ws(&s.uri()),
+        }
+    }
+
+    /// A new v1 client with a fresh identity, over the harness's v1 path.
+    pub fn connect_v1(&self) -> DbConnection {
+        match (&self.server, self.v1.wire()) {
+            (Some(s), Some(wire)) => connect_ws_as(&s.uri(), wire),
+            _ => self.tidings.connect_with(ConnectOptions {
+                protocol: Protocol::V1,
+                ..ConnectOptions::default()
+            }),
         }
     }
 
@@ -290,12 +354,20 @@ impl Harness {
 
 /// A WebSocket client of the test module at `uri`.
 pub fn connect_ws(uri: &str) -> DbConnection {
-    DbConnection::builder()
+    connect_ws_as(uri, WireProtocol::V2MsgPack)
+}
+
+/// A WebSocket client of the test module at `uri`, speaking `protocol`.
+pub fn connect_ws_as(uri: &str, protocol: WireProtocol) -> DbConnection {
+    let conn = DbConnection::builder()
         .uri(uri)
         .module(&module())
+        .protocol(protocol)
         .timeout(WAIT)
         .connect()
-        .expect("connects over WebSocket")
+        .unwrap_or_else(|e| panic!("connects over WebSocket with {protocol:?}: {e}"));
+    assert_eq!(conn.protocol(), protocol.version());
+    conn
 }
 
 /// Runs `scenario` once per transport, each on a fresh harness.
@@ -307,4 +379,27 @@ pub fn on_each_transport(scenario: impl Fn(&Harness)) {
         scenario(&h);
         h.shutdown();
     }
+}
+
+/// Runs `scenario` once per v1 path, each on a fresh harness.
+pub fn on_each_v1_path(scenario: impl Fn(&Harness)) {
+    for path in V1Path::ALL {
+        eprintln!("v1 path: {path:?}");
+        let h = Harness::start_v1(path);
+        scenario(&h);
+        h.shutdown();
+    }
+}
+
+/// A flag and an `on_applied` callback that raises it.
+pub fn applied_flag() -> (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    impl FnOnce(&tidings::EventContext) + Send + 'static,
+) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let flag = std::sync::Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    (flag, move |_: &tidings::EventContext| {
+        f.store(true, Ordering::SeqCst)
+    })
 }

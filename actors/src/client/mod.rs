@@ -24,6 +24,18 @@
 //!
 //! From the queue on, both run the same code (`client/process.rs`): the same cache, the same
 //! callbacks and [`EventContext`]s, the same request ids and subscription builder.
+//!
+//! # Two protocol versions
+//!
+//! Either transport speaks v2 (the default) or legacy v1: in process with
+//! [`ConnectOptions::protocol`], over a WebSocket with the builder's `.protocol(..)`, which
+//! takes a [`WireProtocol`] (`V2MsgPack`, `V1MsgPack` or `V1Json`) or a
+//! [`crate::messages::Protocol`] (its MessagePack encoding). The API is the same; v1 keeps
+//! its meaning: event tables cannot be subscribed to, [`SubscriptionBuilder::subscribe`]
+//! sends `SubscribeMulti`, `subscribe_v1_single` and `subscribe_v1_legacy` reach v1's
+//! other two paths, and a reducer call's result (for `reducer_then`) is the reducer event
+//! in the caller's own transaction update, found by its request id; other v1 clients see
+//! that commit as [`Event::Transaction`].
 
 pub mod cache;
 mod link;
@@ -75,7 +87,8 @@ pub struct ConnectOptions {
 /// Why callbacks are running.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
-    /// This connection's own reducer call.
+    /// This connection's own reducer call (v2: its reducer result; v1: its transaction
+    /// update, which carries the call).
     Reducer {
         /// The call's request id.
         request_id: RequestId,

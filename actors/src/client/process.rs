@@ -132,24 +132,41 @@ impl DbConnection {
             ServerMessage::TransactionUpdate(u) => {
                 self.saw_offset(u.tx_offset);
                 let changes = self.apply_sets(&u.query_sets);
-                let event = match (&u.reducer_event, self.inner.link.protocol()) {
+                // v1 has no reducer result: the caller's own update carries its call
+                // (others see it emptied, without a name).
+                let own = match (&u.reducer_event, self.inner.link.protocol()) {
                     (Some(ev), Protocol::V1)
                         if ev.caller == self.inner.link.identity() && !ev.reducer.is_empty() =>
                     {
-                        Event::Reducer {
-                            request_id: 0,
+                        Some(ev)
+                    }
+                    _ => None,
+                };
+                match own {
+                    None => {
+                        let ctx = self.ctx(Event::Transaction {
+                            offset: u.tx_offset,
+                            timestamp: u.timestamp,
+                        });
+                        self.fire(&ctx, changes);
+                    }
+                    Some(ev) => {
+                        let ctx = self.ctx(Event::Reducer {
+                            request_id: ev.request_id,
                             reducer: ev.reducer.clone(),
                             timestamp: u.timestamp,
                             status: ev.status.clone(),
+                        });
+                        self.fire(&ctx, changes);
+                        let pending = self.inner.calls.lock().remove(&ev.request_id);
+                        if let Some(PendingCall {
+                            then: Some(then), ..
+                        }) = pending
+                        {
+                            then(&ctx, reducer_result(&ev.status));
                         }
                     }
-                    _ => Event::Transaction {
-                        offset: u.tx_offset,
-                        timestamp: u.timestamp,
-                    },
-                };
-                let ctx = self.ctx(event);
-                self.fire(&ctx, changes);
+                }
             }
             ServerMessage::ReducerResult {
                 request_id,
@@ -296,5 +313,14 @@ impl DbConnection {
         for (_, then) in one_offs {
             then(Err(format!("no result: {why}")));
         }
+    }
+}
+
+/// What `reducer_then` receives for a v1 reducer event's status.
+fn reducer_result(status: &ReducerStatus) -> Result<Vec<u8>, ReducerError> {
+    match status {
+        ReducerStatus::Committed(value) => Ok(value.clone()),
+        ReducerStatus::Failed(e) => Err(ReducerError::User(e.clone())),
+        ReducerStatus::InternalError(e) => Err(ReducerError::Internal(e.clone())),
     }
 }

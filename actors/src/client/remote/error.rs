@@ -43,12 +43,6 @@ pub enum ConnectError {
         /// What is wrong with it.
         problem: &'static str,
     },
-    /// This client does not speak the protocol yet.
-    #[error("this client does not implement {subprotocol} yet; use v2.msgpack.tidings")]
-    ProtocolNotImplemented {
-        /// The protocol asked for.
-        subprotocol: &'static str,
-    },
     /// Nothing answered at the address (refused, unresolvable, reset).
     #[error("cannot reach the server at {url}")]
     Unreachable {

@@ -8,11 +8,19 @@
 //! let conn = DbConnection::builder()
 //!     .uri("ws://127.0.0.1:3000")
 //!     .module(&module) // the tables this client was compiled against
-//!     .protocol(Protocol::V2)
+//!     .protocol(Protocol::V2) // the default; or WireProtocol::V1MsgPack / V1Json
 //!     .connect()?; // returns once InitialConnection arrived
 //! let token = conn.token(); // hand it to `.token(..)` next time to keep the identity
 //! # Ok(()) }
 //! ```
+//!
+//! **Protocols.** All three of the server's: `v2.msgpack.tidings`, and legacy v1 as
+//! `v1.msgpack.tidings` (binary frames) or `v1.json.tidings` (text frames). A v1
+//! connection receives the very messages an in-process v1 connection does (see
+//! `codec/v1.rs` for how v1's frames map back to them), so it behaves the same. v1 cannot
+//! express ending the legacy `Subscribe`'s set on its own (a new legacy `Subscribe`
+//! replaces it), so unsubscribing that handle over a WebSocket is a
+//! [`SendError::NotInProtocol`].
 //!
 //! The socket runs on a thread of its own (`remote/socket.rs`); decoded messages land in the
 //! same kind of queue an in-process connection reads, and the application processes them
@@ -22,7 +30,8 @@
 //!
 //! **Reconnecting.** [`DbConnection::reconnect`] opens a new socket with the token the
 //! server issued, checks the identity is the same, and sends every query set the
-//! connection had (applied or still pending) again under its own id. When a re-applied
+//! connection had (applied or still pending) again under its own id, with the request
+//! that made it (on v1: `SubscribeSingle`, `SubscribeMulti` or the legacy `Subscribe`). When a re-applied
 //! set's snapshot arrives, the cache swaps the set's old rows for the new ones and fires
 //! only the difference: rows still there fire nothing, rows gone fire `on_delete`, new
 //! rows `on_insert` (or `on_update` when the primary key matches). A set whose
@@ -184,7 +193,8 @@ impl DbConnectionBuilder {
         self
     }
 
-    /// The protocol: a version (`Protocol::V2`, the default) or a [`WireProtocol`].
+    /// The protocol: a [`WireProtocol`] (`V2MsgPack`, the default; `V1MsgPack`; `V1Json`)
+    /// or a version (`Protocol::V2`, `Protocol::V1`: its MessagePack encoding).
     pub fn protocol(mut self, protocol: impl Into<WireProtocol>) -> Self {
         self.protocol = protocol.into();
         self
@@ -230,11 +240,7 @@ impl DbConnectionBuilder {
             Some(Err(e)) => return Err(ConnectError::Schema(e)),
             None => return Err(ConnectError::MissingSchema),
         };
-        let codec = codec::codec_for(self.protocol, &schema).ok_or(
-            ConnectError::ProtocolNotImplemented {
-                subprotocol: self.protocol.subprotocol(),
-            },
-        )?;
+        let codec = codec::codec_for(self.protocol, &schema);
         let config = Arc::new(RemoteConfig {
             endpoint,
             protocol: self.protocol,

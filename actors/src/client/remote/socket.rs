@@ -25,7 +25,7 @@ use futures::future::{Either, select};
 use futures::{SinkExt, StreamExt};
 use tidings_engine::Identity;
 
-use super::codec::OutFrame;
+use super::codec::{Decoder, OutFrame};
 use super::schema_check;
 use super::{ConnectError, RemoteConfig, TransportError};
 use crate::messages::{ConnectionId, Envelope, ServerMessage};
@@ -93,11 +93,12 @@ async fn run(
     ready: Ready,
 ) {
     let deadline = Instant::now() + config.timeout;
-    match handshake(&config, token, &queue, deadline).await {
+    let mut decoder = config.codec.decoder();
+    match handshake(&config, &mut *decoder, token, &queue, deadline).await {
         Ok((socket, hello)) => {
             // Nobody waits any more (the caller's deadline passed): leave quietly.
             if ready.send(Ok(hello)).is_ok() {
-                pump(socket, &config, &queue, rx).await;
+                pump(socket, &mut *decoder, &queue, rx).await;
             }
         }
         Err(e) => {
@@ -124,6 +125,7 @@ async fn by<F: std::future::Future>(
 
 async fn handshake(
     config: &RemoteConfig,
+    decoder: &mut dyn Decoder,
     token: Option<String>,
     queue: &SessionQueue,
     deadline: Instant,
@@ -198,28 +200,20 @@ async fn handshake(
     })?;
     loop {
         let frame = by(deadline, config, "InitialConnection", socket.next()).await?;
+        let mut decoded = Vec::with_capacity(1);
         let reason = match frame {
             Some(Ok(Frame::Binary(b))) => {
-                let message = config
-                    .codec
-                    .decode_binary(&b)
+                decoder
+                    .decode_binary(&b, &mut decoded)
                     .map_err(ConnectError::Decode)?;
-                let ServerMessage::InitialConnection {
-                    identity,
-                    connection_id,
-                    token,
-                } = &message
-                else {
-                    return Err(ConnectError::NotInitialConnection);
-                };
-                let hello = Hello {
-                    identity: *identity,
-                    connection_id: *connection_id,
-                    token: token.clone(),
-                };
-                // The same first message an in-process connection reads.
-                queue.push(Envelope::now(message));
-                return Ok((socket, hello));
+                return hello(decoded, queue).map(|hello| (socket, hello));
+            }
+            Some(Ok(Frame::Text(t))) => {
+                let t = std::str::from_utf8(&t).map_err(|_| ConnectError::NotInitialConnection)?;
+                decoder
+                    .decode_text(t, &mut decoded)
+                    .map_err(ConnectError::Decode)?;
+                return hello(decoded, queue).map(|hello| (socket, hello));
             }
             Some(Ok(Frame::Ping(p))) => {
                 let _ = socket.send(Message::Pong(p)).await;
@@ -232,6 +226,28 @@ async fn handshake(
         };
         return Err(ConnectError::Closed { reason });
     }
+}
+
+/// The connection's first message, queued as an in-process connection's is.
+fn hello(mut decoded: Vec<ServerMessage>, queue: &SessionQueue) -> Result<Hello, ConnectError> {
+    let (Some(message), true) = (decoded.pop(), decoded.is_empty()) else {
+        return Err(ConnectError::NotInitialConnection);
+    };
+    let ServerMessage::InitialConnection {
+        identity,
+        connection_id,
+        token,
+    } = &message
+    else {
+        return Err(ConnectError::NotInitialConnection);
+    };
+    let hello = Hello {
+        identity: *identity,
+        connection_id: *connection_id,
+        token: token.clone(),
+    };
+    queue.push(Envelope::now(message));
+    Ok(hello)
 }
 
 fn close_reason(r: Option<CloseReason>) -> String {
@@ -257,18 +273,20 @@ fn deliver(queue: &SessionQueue, message: ServerMessage) -> bool {
 
 async fn pump(
     mut socket: Socket,
-    config: &RemoteConfig,
+    decoder: &mut dyn Decoder,
     queue: &SessionQueue,
     mut rx: UnboundedReceiver<OutFrame>,
 ) {
     let mut going_away = false;
+    // Reused for every frame: most frames are one message.
+    let mut messages = Vec::with_capacity(2);
     let reason = loop {
         match select(socket.next(), rx.next()).await {
             Either::Left((frame, _)) => {
                 let decoded = match frame {
-                    Some(Ok(Frame::Binary(b))) => config.codec.decode_binary(&b),
+                    Some(Ok(Frame::Binary(b))) => decoder.decode_binary(&b, &mut messages),
                     Some(Ok(Frame::Text(t))) => match std::str::from_utf8(&t) {
-                        Ok(t) => config.codec.decode_text(t),
+                        Ok(t) => decoder.decode_text(t, &mut messages),
                         Err(_) => break "the server sent a text frame that is not UTF-8".into(),
                     },
                     Some(Ok(Frame::Ping(p))) => {
@@ -290,8 +308,8 @@ async fn pump(
                     None => break "connection lost: the socket ended without a close frame".into(),
                 };
                 match decoded {
-                    Ok(message) => {
-                        if !deliver(queue, message) {
+                    Ok(()) => {
+                        if !messages.drain(..).all(|m| deliver(queue, m)) {
                             // Passed the bound (the queue holds the reason) or disconnected.
                             let _ = socket
                                 .send(Message::Close(Some(CloseCode::Policy.into())))

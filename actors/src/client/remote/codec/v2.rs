@@ -1,191 +1,30 @@
-//! Wire protocols of the remote client: client messages to frames, frames to the same
-//! [`ServerMessage`] values an in-process connection receives.
-//!
-//! Each protocol is one `Codec`; `codec_for` picks it by [`WireProtocol`]. A frame is
-//! decoded on the socket's thread, row lists included (into [`Row`]s with the
-//! application's table schemas), so the connection's processing code and cache never see
-//! wire types. A v1 codec plugs in as one more `Codec` and one more arm in `codec_for`.
+//! `v2.msgpack.tidings`: requests to binary frames, frames to [`ServerMessage`]s. v2 keeps
+//! no state per socket: every answer names its request and its query set.
 
 use std::sync::Arc;
 
-use hashbrown::HashMap;
-use thiserror::Error;
-use tidings_engine::{Identity, Row, Schema, TableSchema, Timestamp};
+use tidings_engine::Timestamp;
 
+use super::{Codec, DecodeError, Decoder, OutFrame, SendError, Tables, identity, kind};
 use crate::messages::{
-    ClientMessage, ConnectionId, OneOffRows, Protocol, QuerySetUpdate, ReducerOutcome,
-    ServerMessage, TableRows, TableUpdate, TransactionUpdate,
+    ClientMessage, ConnectionId, OneOffRows, QuerySetUpdate, ReducerOutcome, ServerMessage,
+    TableRows, TableUpdate, TransactionUpdate,
 };
-use crate::wire::rowlist::{self, RowListError};
 use crate::wire::v2::{
-    self, ClientMessageWire, OutcomeWire, RowList, RowsWire, ServerMessageWire, TableRowsWire,
+    self, ClientMessageWire, OutcomeWire, RowsWire, ServerMessageWire, TableRowsWire,
     TransactionUpdateWire, WireError,
 };
 
-/// A protocol a remote connection speaks: its version and its encoding.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum WireProtocol {
-    /// `v2.msgpack.tidings` (the default).
-    #[default]
-    V2MsgPack,
-    /// `v1.msgpack.tidings` (legacy).
-    V1MsgPack,
-    /// `v1.json.tidings` (legacy, text frames).
-    V1Json,
+/// `v2.msgpack.tidings`; stateless, so it is its own decoder.
+#[derive(Clone)]
+pub(super) struct V2Codec {
+    tables: Arc<Tables>,
 }
 
-impl WireProtocol {
-    /// The WebSocket subprotocol name.
-    pub fn subprotocol(self) -> &'static str {
-        match self {
-            WireProtocol::V2MsgPack => v2::SUBPROTOCOL,
-            WireProtocol::V1MsgPack => "v1.msgpack.tidings",
-            WireProtocol::V1Json => "v1.json.tidings",
-        }
+impl V2Codec {
+    pub(super) fn new(tables: Arc<Tables>) -> Self {
+        V2Codec { tables }
     }
-
-    /// The protocol version it carries.
-    pub fn version(self) -> Protocol {
-        match self {
-            WireProtocol::V2MsgPack => Protocol::V2,
-            WireProtocol::V1MsgPack | WireProtocol::V1Json => Protocol::V1,
-        }
-    }
-}
-
-/// A version's default encoding: MessagePack.
-impl From<Protocol> for WireProtocol {
-    fn from(p: Protocol) -> Self {
-        match p {
-            Protocol::V2 => WireProtocol::V2MsgPack,
-            Protocol::V1 => WireProtocol::V1MsgPack,
-        }
-    }
-}
-
-/// A request that cannot be sent.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum SendError {
-    /// The socket is gone (disconnected, or the server closed it).
-    #[error("the WebSocket connection is closed; call `reconnect()` to send again")]
-    Closed,
-    /// The request has no form in the connection's protocol.
-    #[error("`{message}` has no form in {protocol}")]
-    NotInProtocol {
-        /// The request's kind.
-        message: &'static str,
-        /// The connection's subprotocol.
-        protocol: &'static str,
-    },
-}
-
-/// A server frame the client cannot turn into a message.
-#[derive(Debug, Error)]
-pub enum DecodeError {
-    /// The envelope does not decode.
-    #[error("the message does not decode")]
-    Wire(#[from] WireError),
-    /// Rows of a table the application's schema does not have.
-    #[error("rows of table `{table}`, which the client's schema does not have")]
-    UnknownTable {
-        /// The table the server named.
-        table: String,
-    },
-    /// A row list that does not fit its table's schema.
-    #[error("a row list does not decode")]
-    Rows(#[from] RowListError),
-    /// An identity that is not 32 bytes.
-    #[error("an identity is 32 bytes, this one {0}")]
-    Identity(usize),
-    /// A frame kind the protocol does not use.
-    #[error("{kind} frames are not part of {protocol}")]
-    FrameKind {
-        /// `text` or `binary`.
-        kind: &'static str,
-        /// The connection's subprotocol.
-        protocol: &'static str,
-    },
-}
-
-/// An encoded request, ready for the socket.
-#[derive(Debug)]
-pub(crate) enum OutFrame {
-    /// A binary message.
-    Binary(Vec<u8>),
-    /// A text message (JSON protocols).
-    // Only `v1.json.tidings` sends text, and its codec is not in this client yet.
-    #[allow(dead_code)]
-    Text(String),
-}
-
-/// One wire protocol's encoder and decoder.
-pub(crate) trait Codec: Send + Sync {
-    /// Encodes a request (on the application's thread, so errors are the caller's).
-    fn encode(&self, message: ClientMessage) -> Result<OutFrame, SendError>;
-    /// Decodes a binary frame (on the socket's thread).
-    fn decode_binary(&self, frame: &[u8]) -> Result<ServerMessage, DecodeError>;
-    /// Decodes a text frame (on the socket's thread).
-    fn decode_text(&self, frame: &str) -> Result<ServerMessage, DecodeError>;
-}
-
-/// The codec of `protocol`, or `None` when this client does not implement it yet.
-pub(crate) fn codec_for(protocol: WireProtocol, schema: &Schema) -> Option<Arc<dyn Codec>> {
-    let tables = Tables::new(schema);
-    match protocol {
-        WireProtocol::V2MsgPack => Some(Arc::new(V2Codec { tables })),
-        WireProtocol::V1MsgPack | WireProtocol::V1Json => None,
-    }
-}
-
-/// The name of a request's kind, for errors.
-pub(crate) fn kind(message: &ClientMessage) -> &'static str {
-    match message {
-        ClientMessage::Subscribe { .. } => "Subscribe",
-        ClientMessage::Unsubscribe { .. } => "Unsubscribe",
-        ClientMessage::CallReducer { .. } => "CallReducer",
-        ClientMessage::V1CallReducer { .. } => "v1 CallReducer",
-        ClientMessage::OneOffQuery { .. } => "OneOffQuery",
-        ClientMessage::V1Subscribe { .. } => "v1 Subscribe",
-        ClientMessage::V1SubscribeSingle { .. } => "v1 SubscribeSingle",
-        ClientMessage::V1SubscribeMulti { .. } => "v1 SubscribeMulti",
-        ClientMessage::V1Unsubscribe { .. } => "v1 Unsubscribe",
-    }
-}
-
-/// The application's table schemas by name: what row lists decode against.
-pub(crate) struct Tables(HashMap<Arc<str>, Arc<TableSchema>>);
-
-impl Tables {
-    pub(crate) fn new(schema: &Schema) -> Self {
-        Tables(
-            schema
-                .tables()
-                .iter()
-                .map(|t| (t.name.clone(), t.clone()))
-                .collect(),
-        )
-    }
-
-    pub(crate) fn get(&self, table: &str) -> Result<&Arc<TableSchema>, DecodeError> {
-        self.0.get(table).ok_or_else(|| DecodeError::UnknownTable {
-            table: table.to_string(),
-        })
-    }
-
-    /// Decodes one [`RowList`] of `schema`'s rows.
-    pub(crate) fn rows(
-        &self,
-        schema: &TableSchema,
-        list: &RowList<'_>,
-    ) -> Result<Vec<Row>, DecodeError> {
-        let body = v2::row_list_body(&list.0)?;
-        Ok(rowlist::decode_rows(schema, &body)?)
-    }
-}
-
-/// `v2.msgpack.tidings`.
-struct V2Codec {
-    tables: Tables,
 }
 
 impl Codec for V2Codec {
@@ -235,17 +74,28 @@ impl Codec for V2Codec {
         Ok(OutFrame::Binary(v2::encode_client(&wire)))
     }
 
-    fn decode_binary(&self, frame: &[u8]) -> Result<ServerMessage, DecodeError> {
+    fn decoder(&self) -> Box<dyn Decoder> {
+        Box::new(self.clone())
+    }
+}
+
+impl Decoder for V2Codec {
+    fn decode_binary(
+        &mut self,
+        frame: &[u8],
+        out: &mut Vec<ServerMessage>,
+    ) -> Result<(), DecodeError> {
         let body = v2::unframe(frame)?;
         let wire: ServerMessageWire<'_> =
             rmp_serde::from_slice(&body).map_err(|source| WireError::Decode {
                 what: "v2 server message",
                 source,
             })?;
-        self.message(wire)
+        out.push(self.message(wire)?);
+        Ok(())
     }
 
-    fn decode_text(&self, _: &str) -> Result<ServerMessage, DecodeError> {
+    fn decode_text(&mut self, _: &str, _: &mut Vec<ServerMessage>) -> Result<(), DecodeError> {
         Err(DecodeError::FrameKind {
             kind: "text",
             protocol: v2::SUBPROTOCOL,
@@ -258,11 +108,11 @@ impl V2Codec {
         let schema = self.tables.get(&t.table)?;
         let rows = match &t.rows {
             RowsWire::Persistent { inserts, deletes } => TableRows::Persistent {
-                inserts: self.tables.rows(schema, inserts)?,
-                deletes: self.tables.rows(schema, deletes)?,
+                inserts: self.tables.rows(schema, &inserts.0)?,
+                deletes: self.tables.rows(schema, &deletes.0)?,
             },
             RowsWire::Event { events } => TableRows::Event {
-                events: self.tables.rows(schema, events)?,
+                events: self.tables.rows(schema, &events.0)?,
             },
         };
         // The schema's own name: cache and callbacks key tables by the shared `Arc`.
@@ -294,15 +144,11 @@ impl V2Codec {
     fn message(&self, wire: ServerMessageWire<'_>) -> Result<ServerMessage, DecodeError> {
         Ok(match wire {
             ServerMessageWire::InitialConnection {
-                identity,
+                identity: id,
                 connection_id,
                 token,
             } => ServerMessage::InitialConnection {
-                identity: Identity(
-                    identity[..]
-                        .try_into()
-                        .map_err(|_| DecodeError::Identity(identity.len()))?,
-                ),
+                identity: identity(&id)?,
                 connection_id: ConnectionId(connection_id),
                 token: token.map(|t| t.into_owned()),
             },
@@ -386,8 +232,9 @@ impl V2Codec {
 
 #[cfg(test)]
 mod tests {
+    use super::super::{WireProtocol, codec_for};
     use super::*;
-    use tidings_engine::{AlgebraicType as T, row};
+    use tidings_engine::{AlgebraicType as T, Schema, TableSchema, row};
 
     fn schema() -> Schema {
         Schema::new([
@@ -406,7 +253,14 @@ mod tests {
     }
 
     fn codec() -> Arc<dyn Codec> {
-        codec_for(WireProtocol::V2MsgPack, &schema()).expect("v2 is implemented")
+        codec_for(WireProtocol::V2MsgPack, &schema())
+    }
+
+    fn decode(frame: &[u8]) -> Result<ServerMessage, DecodeError> {
+        let mut out = Vec::new();
+        codec().decoder().decode_binary(frame, &mut out)?;
+        assert_eq!(out.len(), 1, "one message per v2 frame");
+        Ok(out.remove(0))
     }
 
     #[test]
@@ -454,7 +308,7 @@ mod tests {
         for compression in [v2::Compression::None, v2::Compression::Gzip] {
             for m in &messages {
                 let bytes = v2::encode_server(m, compression).expect("encodes");
-                let back = codec().decode_binary(&bytes).expect("decodes");
+                let back = decode(&bytes).expect("decodes");
                 // Same value: it encodes to the same bytes (rows included).
                 assert_eq!(
                     v2::encode_server(&back, compression).expect("encodes"),
@@ -481,11 +335,11 @@ mod tests {
         });
         let bytes = v2::encode_server(&other, v2::Compression::None).expect("encodes");
         assert!(matches!(
-            codec().decode_binary(&bytes),
+            decode(&bytes),
             Err(DecodeError::UnknownTable { table }) if table == "nope"
         ));
         assert!(matches!(
-            codec().decode_text("{}"),
+            codec().decoder().decode_text("{}", &mut Vec::new()),
             Err(DecodeError::FrameKind { kind: "text", .. })
         ));
         assert!(matches!(
