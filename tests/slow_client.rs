@@ -5,7 +5,9 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use common::raw;
+
+use std::io::Read;
 use std::net::TcpStream;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -39,51 +41,16 @@ fn serve(tidings: &Tidings, limits: WsLimits) -> (Server, std::net::SocketAddr) 
 /// A WebSocket client that completes the handshake, subscribes, and never reads again;
 /// its receive buffer is small so that the server's writes back up quickly.
 fn never_reading_client(addr: std::net::SocketAddr) -> TcpStream {
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    socket
-        .set_recv_buffer_size(4096)
-        .expect("small receive buffer");
-    socket.connect(&addr.into()).expect("connect");
-    let mut stream: TcpStream = socket.into();
-    stream.set_read_timeout(Some(WAIT)).expect("timeout");
-    write!(
-        stream,
-        "GET /subscribe HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .expect("handshake");
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        stream.read_exact(&mut byte).expect("handshake answer");
-        head.push(byte[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
+    let mut stream = raw::handshake(addr, None, Some(4096));
     let payload = v2::encode_client(&ClientMessageWire::Subscribe {
         request_id: 1,
         query_set_id: 1,
         queries: vec!["SELECT * FROM message".into()],
     });
-    // A masked binary frame; the all-zero mask leaves the payload as it is.
-    let mut frame = vec![0x82];
-    match payload.len() {
-        n if n < 126 => frame.push(0x80 | n as u8),
-        n => {
-            frame.push(0x80 | 126);
-            frame.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-    }
-    frame.extend_from_slice(&[0, 0, 0, 0]);
-    frame.extend_from_slice(&payload);
-    stream.write_all(&frame).expect("subscribe");
+    raw::write_frame(&mut stream, raw::OP_BINARY, &payload);
     // Read up to the subscription's confirmation, then never again.
     loop {
-        let payload = read_frame(&mut stream);
+        let (_, payload) = raw::read_frame(&mut stream);
         if matches!(
             v2::decode_server(&payload),
             Ok(ServerMessageWire::SubscribeApplied { .. })
@@ -91,28 +58,6 @@ fn never_reading_client(addr: std::net::SocketAddr) -> TcpStream {
             return stream;
         }
     }
-}
-
-/// One unmasked server frame's payload.
-fn read_frame(stream: &mut TcpStream) -> Vec<u8> {
-    let mut head = [0u8; 2];
-    stream.read_exact(&mut head).expect("frame head");
-    let len = match head[1] & 0x7f {
-        126 => {
-            let mut b = [0u8; 2];
-            stream.read_exact(&mut b).expect("length");
-            u64::from(u16::from_be_bytes(b))
-        }
-        127 => {
-            let mut b = [0u8; 8];
-            stream.read_exact(&mut b).expect("length");
-            u64::from_be_bytes(b)
-        }
-        n => u64::from(n),
-    };
-    let mut payload = vec![0u8; usize::try_from(len).expect("length fits")];
-    stream.read_exact(&mut payload).expect("payload");
-    payload
 }
 
 #[test]

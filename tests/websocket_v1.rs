@@ -3,6 +3,8 @@
 //! reducer events for the caller only, event tables refused, JSON value formatting, and
 //! malformed input answered without harm to anyone.
 
+mod common;
+
 use std::time::Duration;
 
 use actix_web::web::Bytes;
@@ -695,6 +697,100 @@ fn handshake_offers_all_three_subprotocols() {
                 .and_then(|h| h.to_str().ok()),
             Some("v2.msgpack.tidings")
         );
+        tidings.shutdown();
+    });
+}
+
+/// xorshift64: a fixed, dependency-free stream of pseudo-random numbers.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn printable(&mut self) -> char {
+        char::from(b' ' + (self.next() % 95) as u8)
+    }
+}
+
+#[test]
+fn thousands_of_random_v1_frames_and_bad_utf8_never_stop_the_server() {
+    actix_rt::System::new().block_on(async {
+        let (tidings, addr) = start(demo::chat_module()).await;
+        let mut json = Client::connect(&addr, Encoding::Json).await;
+        let mut pack = Client::connect(&addr, Encoding::MessagePack).await;
+        let valid =
+            r#"{"SubscribeSingle":{"request_id":1,"query_id":1,"query":"SELECT * FROM message"}}"#;
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        for i in 0..1_500u32 {
+            let text: String = match i % 3 {
+                // Random printable text.
+                0 => (0..rng.next() % 64).map(|_| rng.printable()).collect(),
+                // A valid request cut short.
+                1 => valid[..(rng.next() as usize % valid.len())].to_string(),
+                // A valid request with one character changed.
+                _ => {
+                    let at = rng.next() as usize % valid.len();
+                    let mut t = valid.to_string();
+                    t.replace_range(at..at + 1, &rng.printable().to_string());
+                    t
+                }
+            };
+            json.send_raw(Message::Text(text.clone().into())).await;
+            // Exactly one answer per frame: an error, or (when a changed character still
+            // leaves a valid request) that request's own answer.
+            match json.next().await {
+                ServerMessageWire::SubscriptionError { .. }
+                | ServerMessageWire::SubscribeApplied { .. } => {}
+                other => panic!("frame {i} {text:?}: unexpected answer {other:?}"),
+            }
+            let bytes: Vec<u8> = std::iter::once(0)
+                .chain((0..rng.next() % 48).map(|_| rng.next() as u8))
+                .collect();
+            pack.send_raw(Message::Binary(Bytes::from(bytes.clone())))
+                .await;
+            match pack.next().await {
+                ServerMessageWire::SubscriptionError { .. } => {}
+                other => panic!("frame {i} {bytes:02x?}: unexpected answer {other:?}"),
+            }
+        }
+
+        // A text frame that is not UTF-8 breaks the protocol: that connection is closed
+        // with 1002, and only that one.
+        let socket_addr: std::net::SocketAddr = addr.parse().expect("address");
+        let broken = std::thread::spawn(move || {
+            let mut s = common::raw::handshake(socket_addr, Some(v1::SUBPROTOCOL_JSON), None);
+            common::raw::write_frame(&mut s, common::raw::OP_TEXT, &[b'{', 0xff, 0xfe, b'}']);
+            loop {
+                let (op, payload) = common::raw::read_frame(&mut s);
+                if op == common::raw::OP_CLOSE {
+                    return u16::from_be_bytes([payload[0], payload[1]]);
+                }
+            }
+        });
+        assert_eq!(broken.join().expect("close code"), 1002);
+
+        // Everyone else still works, and so does a newcomer.
+        let mut fresh = Client::connect(&addr, Encoding::Json).await;
+        for (n, c) in [&mut json, &mut pack, &mut fresh].into_iter().enumerate() {
+            c.call(
+                900 + n as u32,
+                "send_message",
+                serde_json::json!(["after the storm"]),
+                0,
+            )
+            .await;
+            loop {
+                if let ServerMessageWire::TransactionUpdate { status, .. } = c.next().await {
+                    assert!(matches!(status, UpdateStatus::Committed(_)), "{status:?}");
+                    break;
+                }
+            }
+        }
         tidings.shutdown();
     });
 }
