@@ -24,7 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::Res;
+use super::Res;
 
 /// Connections doing their handshake at once, per pool (keeps the listen backlog short).
 const CONNECTING_MAX: usize = 128;

@@ -16,7 +16,7 @@ use actix_web::web::Bytes;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use actix_web_actors::ws;
 
-use crate::Res;
+use super::Res;
 
 type Registry = Arc<Mutex<HashMap<u64, Addr<FloorSession>>>>;
 

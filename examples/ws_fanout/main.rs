@@ -24,8 +24,9 @@
 //!   Commits are made one at a time; p50 and p99 over the measured commits.
 //! - *sustained*: K commits back to back (each call waits for its reply, not for the
 //!   clients); deliveries/s = K x N frames / (first call to last frame read).
-//! - *bytes*: the frame every client reads, `bytes_sent` per commit (the server's
-//!   `Metrics`), and what is encoded per commit (see the printed notes).
+//! - *bytes*: the frame every client reads, and from the server's `Metrics` per commit:
+//!   `bytes_sent` (N copies of the frame) against `frames_encoded` and
+//!   `frame_bytes_encoded` (one frame per hub, whatever N is).
 //! - *memory* (`--memory`): RSS growth of a child process running only the server (this
 //!   binary with `--serve`) while this process opens S idle sessions to it (default
 //!   10,000; each has read its `InitialConnection`), divided by S; once connected only,
@@ -56,8 +57,8 @@
 //! not in the offline registry, and the workspace forbids `unsafe`); if that is not
 //! enough, it stops with a message naming `ulimit -n`.
 
-mod client;
-mod floor;
+pub mod client;
+pub mod floor;
 
 use std::error::Error;
 use std::io::{BufRead, BufReader, Read as _};
@@ -185,16 +186,19 @@ fn main() -> Res<()> {
 // ---------------------------------------------------------------------------------------
 
 /// Tidings with its WebSocket server, on an actix system of its own.
-struct TidingsServer {
-    tidings: Tidings,
-    addr: SocketAddr,
+pub struct TidingsServer {
+    /// The engine.
+    pub tidings: Tidings,
+    /// Where the server listens.
+    pub addr: SocketAddr,
     handle: actix_web::dev::ServerHandle,
     system: actix_rt::System,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl TidingsServer {
-    fn start(arbiters: Option<usize>) -> Res<Self> {
+    /// Starts the demo module and its server (`arbiters`: Tidings' default when `None`).
+    pub fn start(arbiters: Option<usize>) -> Res<Self> {
         let (send, recv) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("tidings-server".into())
@@ -239,7 +243,7 @@ impl TidingsServer {
     }
 
     /// One `send_message` commit; returns when the transaction actor answered.
-    fn commit(&self, k: usize) -> Res<()> {
+    pub fn commit(&self, k: usize) -> Res<()> {
         // Fixed width, so every commit's frame has the same size.
         let text = format!("ws_fanout commit {k:010}");
         let r = self.tidings.call_blocking("send_message", &(text,))?;
@@ -554,10 +558,11 @@ fn print_report(runs: &[Run]) {
     println!();
     println!(
         "From the server's metrics over the measured commits. bytes sent: what the sessions \
-         wrote (N copies of the frame). frames/bytes encoded: MessagePack encoding work; the \
-         hub hands all N sessions one shared message whose row list is encoded once per \
-         commit (WireCache), and the v2 sessions on the one HTTP worker thread share one \
-         encoded frame, so encoding per commit stays one frame whatever N is."
+         wrote (N copies of the frame). frames/bytes encoded: the MessagePack encoding work. \
+         Each hub (one per pool arbiter) hands its sessions one shared message, whose row \
+         list is encoded once per commit (WireCache), and v2 sessions on the one HTTP worker \
+         thread write one shared encoded frame per message: frames encoded per commit = \
+         hubs, whatever N is."
     );
 
     if let Some(r) = runs.iter().max_by_key(|r| r.n) {
