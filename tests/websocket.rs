@@ -434,3 +434,94 @@ fn an_oversized_message_closes_that_connection_only() {
         tidings.shutdown();
     });
 }
+
+/// The next binary frame's bytes, skipping pings; fails after a deadline.
+async fn next_raw(conn: &mut Conn) -> Bytes {
+    loop {
+        let frame = tokio_timeout(conn.next())
+            .await
+            .expect("a frame in time")
+            .expect("stream open")
+            .expect("frame");
+        match frame {
+            Frame::Binary(b) => return b,
+            Frame::Ping(p) => conn.send(Message::Pong(p)).await.expect("pong"),
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn sessions_of_one_hub_share_one_encoded_frame_per_commit() {
+    actix_rt::System::new().block_on(async {
+        // One hub: every session gets the same shared message for the commit.
+        let tidings = Tidings::builder(demo::chat_module())
+            .arbiters(1)
+            .start()
+            .expect("start");
+        let server = Server::new(
+            tidings.clone(),
+            TokenKey::random().expect("key"),
+            WsLimits::default(),
+        );
+        let (running, addrs) = server.bind("127.0.0.1:0").expect("bind");
+        actix_rt::spawn(running);
+        let addr = format!("127.0.0.1:{}", addrs[0].port());
+        let mut conns = Vec::new();
+        for _ in 0..3 {
+            let mut c = connect(&addr, "").await;
+            let _ = next(&mut c).await;
+            send(
+                &mut c,
+                ClientMessageWire::Subscribe {
+                    request_id: 1,
+                    query_set_id: 1,
+                    queries: vec!["SELECT * FROM message".into()],
+                },
+            )
+            .await;
+            assert!(matches!(
+                next(&mut c).await,
+                ServerMessageWire::SubscribeApplied { .. }
+            ));
+            conns.push(c);
+        }
+        let m = tidings.metrics().clone();
+        let counters = || {
+            [&m.frames_encoded, &m.frame_bytes_encoded, &m.bytes_sent]
+                .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+        };
+        let before = counters();
+        tidings
+            .call("send_message", &("shared",))
+            .await
+            .expect("call")
+            .outcome
+            .expect("committed");
+        let mut frames = Vec::new();
+        for c in &mut conns {
+            frames.push(next_raw(c).await);
+        }
+        assert!(
+            matches!(
+                v2::decode_server(&frames[0]).expect("decodes"),
+                ServerMessageWire::TransactionUpdate(_)
+            ),
+            "the commit arrives as a transaction update"
+        );
+        assert!(
+            frames.iter().all(|f| *f == frames[0]),
+            "every session reads the same bytes"
+        );
+        let after = counters();
+        let len = frames[0].len() as u64;
+        assert_eq!(
+            after[0] - before[0],
+            1,
+            "one frame encoded for three sessions"
+        );
+        assert_eq!(after[1] - before[1], len, "its bytes encoded once");
+        assert_eq!(after[2] - before[2], 3 * len, "and sent three times");
+        tidings.shutdown();
+    });
+}

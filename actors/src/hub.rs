@@ -75,6 +75,32 @@ fn group_by_set(content: &ContentKey, b: &CommitBroadcast) -> Vec<QuerySetUpdate
     out
 }
 
+/// Amortized bytes of one entry in a large hash map: the entry and its control byte,
+/// twice over (right after a table doubles, half of it is empty).
+pub(crate) fn map_entry_bytes<K, V>() -> usize {
+    2 * (std::mem::size_of::<(K, V)>() + 1)
+}
+
+/// Bytes of a hash map holding one entry: hashbrown's smallest table has 4 buckets plus
+/// one group (16) of trailing control bytes.
+pub(crate) fn one_entry_map_bytes<K, V>() -> usize {
+    4 * (std::mem::size_of::<(K, V)>() + 1) + 16
+}
+
+/// Bytes a hub holds for one session subscribed to one query set of one query: its
+/// slotmap slot (value and version), its query-set map, its entries in the connection
+/// and query indexes, and its share of the per-commit scratch map.
+pub(crate) fn session_bytes() -> usize {
+    use std::mem::size_of;
+    let slot = size_of::<Session>() + size_of::<u32>();
+    let sets = one_entry_map_bytes::<QuerySetId, QuerySet>();
+    let by_connection = map_entry_bytes::<ConnectionId, SessionKey>();
+    // One element of a query's subscriber list, which grows by doubling.
+    let by_query = 2 * size_of::<(SessionKey, QuerySetId)>();
+    let scratch = map_entry_bytes::<SessionKey, ContentKey>();
+    slot + sets + by_connection + by_query + scratch
+}
+
 /// A hub actor; one per pool arbiter.
 pub struct Hub {
     sessions: SlotMap<SessionKey, Session>,

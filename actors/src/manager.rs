@@ -127,6 +127,15 @@ struct ClientEntry {
     sets: HashMap<QuerySetId, Vec<SetQuery>>,
 }
 
+/// Bytes the manager holds for one connection with one query set of one query: its
+/// entry in the client map and that entry's query-set map and query list. (Per-query
+/// state, shared by every subscriber of the query, is not counted.)
+pub(crate) fn client_bytes() -> usize {
+    crate::hub::map_entry_bytes::<ConnectionId, ClientEntry>()
+        + crate::hub::one_entry_map_bytes::<QuerySetId, Vec<SetQuery>>()
+        + std::mem::size_of::<SetQuery>()
+}
+
 /// The subscription manager actor.
 pub struct SubscriptionManager {
     ds: Datastore,

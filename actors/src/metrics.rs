@@ -17,6 +17,10 @@ pub struct Metrics {
     pub deliveries: AtomicU64,
     /// Bytes written to WebSocket sessions.
     pub bytes_sent: AtomicU64,
+    /// WebSocket frames encoded; a frame written to many sessions counts once.
+    pub frames_encoded: AtomicU64,
+    /// Bytes of the frames encoded (`bytes_sent` counts each frame once per session).
+    pub frame_bytes_encoded: AtomicU64,
     /// Gauge: connected sessions.
     pub sessions: AtomicU64,
     /// Gauge: distinct registered queries.

@@ -547,6 +547,18 @@ async fn metrics(server: web::Data<Server>) -> HttpResponse {
         "The longest WebSocket session outbound queue, in messages.",
         longest as u64,
     );
+    metric(
+        "tidings_frames_encoded_total",
+        "counter",
+        "WebSocket frames encoded (a frame shared by sessions counts once).",
+        m.frames_encoded.load(Ordering::Relaxed),
+    );
+    metric(
+        "tidings_frame_bytes_encoded_total",
+        "counter",
+        "Bytes of the WebSocket frames encoded.",
+        m.frame_bytes_encoded.load(Ordering::Relaxed),
+    );
     out.push_str("# HELP tidings_dropped_sessions_total Sessions dropped, by reason.\n# TYPE tidings_dropped_sessions_total counter\n");
     for (reason, n) in m.dropped.lock().iter() {
         out.push_str(&format!(

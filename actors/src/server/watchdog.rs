@@ -96,6 +96,16 @@ struct Watched {
     shut: bool,
 }
 
+/// Bytes the watchdog holds per session: its slot (charged as after the slot map
+/// doubled), the shared last-heard counter and the duplicate socket handle.
+pub fn entry_bytes() -> usize {
+    let arc = |inner: usize| 2 * std::mem::size_of::<usize>() + inner;
+    // A slot is the value plus a version word.
+    2 * (std::mem::size_of::<Watched>() + 8)
+        + arc(std::mem::size_of::<AtomicU64>())
+        + arc(std::mem::size_of::<socket2::Socket>())
+}
+
 struct Inner {
     sessions: Mutex<SlotMap<WatchKey, Watched>>,
     epoch: Instant,

@@ -7,18 +7,29 @@
 //! in order into the transaction actor's FIFO. A malformed frame is answered with an error
 //! naming what was wrong; it never closes other sessions or stops the server.
 //!
+//! A commit reaches every session of the same query set as one shared
+//! `Arc<ServerMessage>` (the hub builds it once); v2 sessions on one worker thread turn
+//! it into one shared frame (see [`SharedFrames`]), so a commit's frame is encoded once
+//! per worker, not once per session.
+//!
 //! Everything that touches actix-web-actors (deprecated upstream in favour of actix-ws)
 //! stays in this file, so a swap is local.
 
+use std::cell::RefCell;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use actix_web::web::Bytes;
 use actix_web_actors::ws;
 
 use crate::messages::{ClientMessage, Envelope, ReducerOutcome, ServerMessage};
+use crate::metrics::Metrics;
 use crate::server::watchdog::Registration;
 use crate::session::Session;
 use crate::system::TidingsError;
+use crate::wire::v2::{self, Compression};
 use crate::wire::{Codec, Frame, FrameType};
 
 /// Limits of one WebSocket session.
@@ -42,6 +53,51 @@ impl Default for WsLimits {
             idle_timeout: Duration::from_secs(30),
             drain_batch: 256,
         }
+    }
+}
+
+/// What one WebSocket session costs Tidings, in bytes, by owner (see
+/// [`approx_session_bytes`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionFootprint {
+    /// The session actor and the request path it owns (its in-flight counter).
+    pub actor: usize,
+    /// Its outbound queue: the shared queue, its first ring buffer and its wake hook.
+    pub queue: usize,
+    /// Its hub's entries for it.
+    pub hub: usize,
+    /// The subscription manager's entry for it.
+    pub manager: usize,
+    /// The watchdog's entry for it and the duplicate socket handle it keeps.
+    pub watchdog: usize,
+}
+
+impl SessionFootprint {
+    /// All of it.
+    pub fn total(&self) -> usize {
+        self.actor + self.queue + self.hub + self.manager + self.watchdog
+    }
+}
+
+/// Approximate bytes of Tidings-owned state per WebSocket session subscribed to one query
+/// set of one query, after its first delivery: `size_of` of the structs involved plus
+/// the heap blocks they hold (each `Arc` with its two counters; hash-map entries charged
+/// as after a table doubled). What actix and actix-web own per connection (the mailbox,
+/// the WebSocket context and codec buffers, the HTTP dispatcher) is not included; the
+/// `ws_fanout` example's `--memory` mode measures everything by RSS.
+pub fn approx_session_bytes() -> SessionFootprint {
+    use std::mem::size_of;
+    let arc = |inner: usize| 2 * size_of::<usize>() + inner;
+    SessionFootprint {
+        actor: size_of::<WsSession>() + arc(size_of::<std::sync::atomic::AtomicUsize>()),
+        queue: arc(size_of::<crate::queue::SessionQueue>())
+            // `VecDeque`'s first allocation holds 4 elements; it is kept once drained.
+            + 4 * size_of::<(Envelope, usize)>()
+            // The boxed wake hook captures the actor's address.
+            + size_of::<Addr<WsSession>>(),
+        hub: crate::hub::session_bytes(),
+        manager: crate::manager::client_bytes(),
+        watchdog: super::watchdog::entry_bytes(),
     }
 }
 
@@ -101,12 +157,13 @@ impl WsSession {
                     ctx.stop();
                     return;
                 }
-                msg => {
-                    if let Some(frame) = self.codec.encode(msg) {
-                        self.session.tidings().metrics().bytes_sent.fetch_add(
-                            frame.as_bytes().len() as u64,
-                            std::sync::atomic::Ordering::Relaxed,
-                        );
+                _ => {
+                    if let Some(frame) = self.frame(&env.message) {
+                        self.session
+                            .tidings()
+                            .metrics()
+                            .bytes_sent
+                            .fetch_add(frame.len() as u64, Ordering::Relaxed);
                         write(ctx, frame);
                     }
                 }
@@ -116,13 +173,33 @@ impl WsSession {
         ctx.notify(Drain);
     }
 
+    /// The frame for a queued message: a v2 transaction update from the frames shared
+    /// on this thread, anything else encoded for this session alone.
+    fn frame(&mut self, message: &Arc<ServerMessage>) -> Option<Out> {
+        let metrics = self.session.tidings().metrics();
+        match (&self.codec, &**message) {
+            (Codec::V2 { compression }, ServerMessage::TransactionUpdate(_)) => {
+                let compression = *compression;
+                SHARED_FRAMES.with_borrow_mut(|f| f.frame(message, compression, metrics))
+            }
+            _ => self.encode_own(message).map(Out::Own),
+        }
+    }
+
+    /// `msg` encoded for this session alone.
+    fn encode_own(&mut self, msg: &ServerMessage) -> Option<Frame> {
+        let frame = self.codec.encode(msg)?;
+        count_encoded(self.session.tidings().metrics(), frame.as_bytes().len());
+        Some(frame)
+    }
+
     fn reply_error(&mut self, ctx: &mut ws::WebsocketContext<Self>, error: String) {
         let msg = ServerMessage::SubscriptionError {
             request_id: None,
             query_set_id: None,
             error,
         };
-        if let Some(frame) = self.codec.encode(&msg) {
+        if let Some(frame) = self.encode_own(&msg) {
             write(ctx, frame);
         }
     }
@@ -179,16 +256,96 @@ impl WsSession {
                 error,
             }
         };
-        if let Some(frame) = self.codec.encode(&msg) {
+        if let Some(frame) = self.encode_own(&msg) {
             write(ctx, frame);
         }
     }
 }
 
-fn write(ctx: &mut ws::WebsocketContext<WsSession>, frame: Frame) {
-    match frame {
-        Frame::Binary(b) => ctx.binary(b),
-        Frame::Text(t) => ctx.text(t),
+fn write(ctx: &mut ws::WebsocketContext<WsSession>, frame: impl Into<Out>) {
+    match frame.into() {
+        Out::Own(Frame::Binary(b)) => ctx.binary(b),
+        Out::Own(Frame::Text(t)) => ctx.text(t),
+        Out::Shared(b) => ctx.binary(b),
+    }
+}
+
+fn count_encoded(metrics: &Metrics, bytes: usize) {
+    metrics.frames_encoded.fetch_add(1, Ordering::Relaxed);
+    metrics
+        .frame_bytes_encoded
+        .fetch_add(bytes as u64, Ordering::Relaxed);
+}
+
+/// A frame to write: this session's own, or one shared with other sessions.
+enum Out {
+    Own(Frame),
+    Shared(Bytes),
+}
+
+impl Out {
+    fn len(&self) -> usize {
+        match self {
+            Out::Own(f) => f.as_bytes().len(),
+            Out::Shared(b) => b.len(),
+        }
+    }
+}
+
+impl From<Frame> for Out {
+    fn from(f: Frame) -> Self {
+        Out::Own(f)
+    }
+}
+
+/// Entries kept per thread: a session that drains late may still be on the previous
+/// commits while the others are on the next one.
+const SHARED_FRAMES_MAX: usize = 4;
+
+thread_local! {
+    static SHARED_FRAMES: RefCell<SharedFrames> = const { RefCell::new(SharedFrames::new()) };
+}
+
+/// The v2 frames most recently encoded on this thread, keyed by the message they encode.
+///
+/// The v2 encoding of a message depends only on the message and the compression, and
+/// the hub hands every session with the same share of a commit the same `Arc`; so
+/// sessions on one worker thread can write the same bytes. The key is a `Weak`: it keeps
+/// the message's allocation (not its rows) alive, so while an entry exists no other
+/// message can be allocated at the same address and be mistaken for it.
+struct SharedFrames {
+    entries: [Option<(Weak<ServerMessage>, Compression, Bytes)>; SHARED_FRAMES_MAX],
+    next: usize,
+}
+
+impl SharedFrames {
+    const fn new() -> Self {
+        SharedFrames {
+            entries: [const { None }; SHARED_FRAMES_MAX],
+            next: 0,
+        }
+    }
+
+    fn frame(
+        &mut self,
+        message: &Arc<ServerMessage>,
+        compression: Compression,
+        metrics: &Metrics,
+    ) -> Option<Out> {
+        let key = Arc::downgrade(message);
+        let hit = self
+            .entries
+            .iter()
+            .flatten()
+            .find(|(m, c, _)| *c == compression && Weak::ptr_eq(m, &key));
+        if let Some((_, _, bytes)) = hit {
+            return Some(Out::Shared(bytes.clone()));
+        }
+        let bytes = Bytes::from(v2::encode_server(message, compression)?);
+        count_encoded(metrics, bytes.len());
+        self.entries[self.next] = Some((key, compression, bytes.clone()));
+        self.next = (self.next + 1) % SHARED_FRAMES_MAX;
+        Some(Out::Shared(bytes))
     }
 }
 
