@@ -45,4 +45,4 @@ pub use schema::{Access, ColId, ColumnDef, IndexDef, Schema, TableId, TableSchem
 pub use tx::MutTx;
 pub use tx_data::{TableUpdate, TxData, TxMeta, TxOffset};
 pub use typed::{CanBeLookupTable, FromRowError, SqlEnum, SqlType, TableType, ValueError};
-pub use value::{AlgebraicType, EnumType, Identity, Timestamp, Value};
+pub use value::{AlgebraicType, EnumType, Identity, Timestamp, Value, ValueRef};
