@@ -19,7 +19,7 @@
 use crate::error::DecodeError;
 use crate::row::Row;
 use crate::schema::TableSchema;
-use crate::value::{AlgebraicType, Timestamp, Value, ValueRef};
+use crate::value::{AlgebraicType, Timestamp, ValueRef};
 
 /// The encoding of `row` as a fresh boxed buffer (the stored form).
 pub fn row_bytes(schema: &TableSchema, row: &Row) -> Box<[u8]> {
@@ -97,6 +97,7 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    #[inline]
     fn take(&mut self, n: usize) -> Result<&'a [u8], &'static str> {
         let end = self.pos.checked_add(n).ok_or("length overflows")?;
         let s = self
@@ -107,6 +108,7 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
+    #[inline]
     fn arr<const N: usize>(&mut self) -> Result<[u8; N], &'static str> {
         let s = self.take(N)?;
         let mut a = [0u8; N];
@@ -114,6 +116,9 @@ impl<'a> Reader<'a> {
         Ok(a)
     }
 
+    // Inlined into the column loops of stored-row readers (the hot path of full
+    // evaluation); options recurse through `option_ref`, which stays out of line.
+    #[inline(always)]
     fn value_ref(&mut self, ty: &AlgebraicType) -> Result<ValueRef<'a>, &'static str> {
         use AlgebraicType as T;
         Ok(match ty {
@@ -167,12 +172,17 @@ impl<'a> Reader<'a> {
                 let len = u32::from_le_bytes(self.arr()?) as usize;
                 ValueRef::Bytes(self.take(len)?)
             }
-            T::Option(inner) => match self.arr::<1>()?[0] {
-                0 => ValueRef::Null,
-                1 => self.value_ref(inner)?,
-                _ => return Err("option tag is neither 0 nor 1"),
-            },
+            T::Option(inner) => self.option_ref(inner)?,
         })
+    }
+
+    #[inline(never)]
+    fn option_ref(&mut self, inner: &AlgebraicType) -> Result<ValueRef<'a>, &'static str> {
+        match self.arr::<1>()?[0] {
+            0 => Ok(ValueRef::Null),
+            1 => self.value_ref(inner),
+            _ => Err("option tag is neither 0 nor 1"),
+        }
     }
 
     /// Steps over one value without checking it (stored rows were checked on insert).
@@ -318,7 +328,7 @@ impl ExactSizeIterator for Columns<'_> {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::value::{EnumType, Identity};
+    use crate::value::{EnumType, Identity, Value};
     use proptest::prelude::*;
     use std::sync::Arc;
 

@@ -9,7 +9,9 @@ use std::cmp::Ordering;
 use std::sync::Arc;
 
 use thiserror::Error;
-use tidings_engine::{AlgebraicType, ColId, Identity, Schema, TableId, TableSchema, Value};
+use tidings_engine::{
+    AlgebraicType, ColId, Identity, Schema, TableId, TableSchema, Value, ValueRef,
+};
 
 use crate::parse::ast::{self, CmpOp, ColumnRef, Expr, Literal, Operand, Projection, Select};
 use crate::parse::lexer::Pos;
@@ -600,7 +602,12 @@ pub fn typed_literal(
 
 /// SQL comparison of a column value with a constant: unknown (false) with NULL.
 pub fn compare(v: &Value, op: CmpOp, c: &Value) -> bool {
-    let Some(ord) = v.sql_cmp(c) else {
+    compare_ref(ValueRef::from(v), op, c)
+}
+
+/// [`compare`] for a value read in place from a stored row.
+pub fn compare_ref(v: ValueRef<'_>, op: CmpOp, c: &Value) -> bool {
+    let Some(ord) = v.sql_cmp(&ValueRef::from(c)) else {
         return false;
     };
     match op {

@@ -38,8 +38,8 @@ pub mod rls;
 pub mod view;
 
 pub use check::{Caller, CheckError, Pred, Side, Source, TypedQuery};
-pub use delta::{QueryDelta, evaluate_delta};
-pub use exec::{evaluate, evaluate_rows};
+pub use delta::{DeltaRows, QueryDelta, evaluate_delta};
+pub use exec::{evaluate, evaluate_rows, evaluate_stored};
 pub use parse::error::ParseError;
 pub use plan::{EVENT_LOOKUP_ERROR, Plan, PlanError, QueryKey};
 pub use registry::{QueryId, Registry};
