@@ -186,6 +186,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Steps over one value without checking it (stored rows were checked on insert).
+    #[inline]
     fn skip(&mut self, ty: &AlgebraicType) -> Result<(), &'static str> {
         use AlgebraicType as T;
         let n = match ty {
@@ -242,11 +243,13 @@ impl<'a> StoredRow<'a> {
     }
 
     /// A row the caller knows to be a checked encoding of `schema` (a stored row).
+    #[inline]
     pub(crate) fn trusted(schema: &'a TableSchema, bytes: &'a [u8]) -> Self {
         StoredRow { schema, bytes }
     }
 
     /// The encoded bytes (row identity is their equality).
+    #[inline]
     pub fn bytes(&self) -> &'a [u8] {
         self.bytes
     }
@@ -257,6 +260,7 @@ impl<'a> StoredRow<'a> {
     }
 
     /// The values in column order.
+    #[inline]
     pub fn columns(&self) -> Columns<'a> {
         Columns {
             cols: self.schema.columns.iter(),
@@ -272,6 +276,7 @@ impl<'a> StoredRow<'a> {
     ///
     /// # Panics
     /// If `i` is not a column of the schema.
+    #[inline]
     pub fn column(&self, i: usize) -> ValueRef<'a> {
         let mut r = Reader {
             bytes: self.bytes,

@@ -150,6 +150,12 @@ pub struct IndexRange<'a>(RangeInner<'a>);
 
 enum RangeInner<'a> {
     Empty,
+    /// A point lookup in a unique index.
+    One(Option<RowId>),
+    /// A point lookup in a multi index: one descent to the key, then along the leaves
+    /// while the key lasts (a bounded range would descend twice).
+    NativeKey(btree_set::Range<'a, (u64, RowId)>, u64),
+    PackedKey(btree_set::Range<'a, (u128, RowId)>, u128),
     NativeUnique(btree_map::Range<'a, u64, RowId>),
     NativeMulti(btree_set::Range<'a, (u64, RowId)>),
     PackedUnique(btree_map::Range<'a, u128, RowId>),
@@ -195,6 +201,9 @@ impl Iterator for IndexRange<'_> {
     fn next(&mut self) -> Option<RowId> {
         match &mut self.0 {
             RangeInner::Empty => None,
+            RangeInner::One(id) => id.take(),
+            RangeInner::NativeKey(r, key) => r.next().filter(|(k, _)| k == key).map(|(_, id)| *id),
+            RangeInner::PackedKey(r, key) => r.next().filter(|(k, _)| k == key).map(|(_, id)| *id),
             RangeInner::NativeUnique(r) => r.next().map(|(_, id)| *id),
             RangeInner::NativeMulti(r) => r.next().map(|(_, id)| *id),
             RangeInner::PackedUnique(r) => r.next().map(|(_, id)| *id),
@@ -352,7 +361,9 @@ impl Index {
         let inner = match &self.map {
             IndexMap::NativeUnique(m) => {
                 let (lo, hi) = native_bounds(prefix, lower, upper);
-                if is_empty_range(&lo, &hi) {
+                if let Some(k) = point(&lo, &hi) {
+                    RangeInner::One(m.get(&k).copied())
+                } else if is_empty_range(&lo, &hi) {
                     RangeInner::Empty
                 } else {
                     RangeInner::NativeUnique(m.range((lo, hi)))
@@ -360,7 +371,10 @@ impl Index {
             }
             IndexMap::NativeMulti(s) => {
                 let (lo, hi) = native_bounds(prefix, lower, upper);
-                if is_empty_range(&lo, &hi) {
+                if let Some(k) = point(&lo, &hi) {
+                    let from = Bound::Included((k, row_id_min()));
+                    RangeInner::NativeKey(s.range((from, Bound::Unbounded)), k)
+                } else if is_empty_range(&lo, &hi) {
                     RangeInner::Empty
                 } else {
                     RangeInner::NativeMulti(s.range(with_row_ids(lo, hi)))
@@ -368,7 +382,9 @@ impl Index {
             }
             IndexMap::PackedUnique(m) => {
                 let (lo, hi) = packed_bounds(&self.packed, prefix, lower, upper);
-                if is_empty_range(&lo, &hi) {
+                if let Some(k) = point(&lo, &hi) {
+                    RangeInner::One(m.get(&k).copied())
+                } else if is_empty_range(&lo, &hi) {
                     RangeInner::Empty
                 } else {
                     RangeInner::PackedUnique(m.range((lo, hi)))
@@ -376,7 +392,10 @@ impl Index {
             }
             IndexMap::PackedMulti(s) => {
                 let (lo, hi) = packed_bounds(&self.packed, prefix, lower, upper);
-                if is_empty_range(&lo, &hi) {
+                if let Some(k) = point(&lo, &hi) {
+                    let from = Bound::Included((k, row_id_min()));
+                    RangeInner::PackedKey(s.range((from, Bound::Unbounded)), k)
+                } else if is_empty_range(&lo, &hi) {
                     RangeInner::Empty
                 } else {
                     RangeInner::PackedMulti(s.range(with_row_ids(lo, hi)))
@@ -460,6 +479,14 @@ fn native_bounds(
         return (Bound::Included(k), Bound::Included(k));
     }
     (lower.map(key), upper.map(key))
+}
+
+/// The one key the bounds admit, if they are a point.
+fn point<K: Ord + Copy>(lo: &Bound<K>, hi: &Bound<K>) -> Option<K> {
+    match (lo, hi) {
+        (Bound::Included(l), Bound::Included(h)) if l == h => Some(*l),
+        _ => None,
+    }
 }
 
 /// Whether no key lies between the bounds. `BTreeMap::range` panics on crossed bounds,
@@ -565,6 +592,7 @@ impl Table {
     }
 
     /// The row at `id` as a column reader over its stored bytes.
+    #[inline]
     pub fn stored(&self, id: RowId) -> Option<StoredRow<'_>> {
         self.rows
             .get(id)
@@ -572,6 +600,7 @@ impl Table {
     }
 
     /// All rows as column readers over their stored bytes, in storage order.
+    #[inline]
     pub fn stored_rows(&self) -> StoredRows<'_> {
         StoredRows {
             schema: &self.schema,
@@ -715,11 +744,13 @@ impl Table {
     }
 
     /// Rows whose key in index `index` starts with `prefix` (key checked by the caller).
+    #[inline]
     pub fn seek<'a>(&'a self, index: usize, prefix: &[Value]) -> IndexRange<'a> {
         self.indexes[index].seek(prefix)
     }
 
     /// Rows of index `index` matching `prefix`, with the next key column within bounds.
+    #[inline]
     pub fn range<'a>(
         &'a self,
         index: usize,
@@ -850,6 +881,22 @@ mod tests {
         t.delete(id);
         assert_eq!(t.find_identical(&row, &bytes), None);
         assert_eq!(t.seek(0, &[Value::I32(5)]).count(), 0);
+    }
+
+    #[test]
+    fn point_lookup_stops_at_the_key() {
+        let mut t = table();
+        for (a, b) in [(1, "a"), (2, "a"), (2, "b"), (2, "c"), (3, "a")] {
+            put(&mut t, a, b);
+        }
+        let twos: Vec<Row> = t
+            .seek(0, &[Value::I32(2)])
+            .filter_map(|id| t.get(id))
+            .collect();
+        assert_eq!(twos.len(), 3);
+        assert!(twos.iter().all(|r| r[0] == Value::I32(2)), "{twos:?}");
+        assert_eq!(t.seek(0, &[Value::I32(4)]).count(), 0);
+        assert_eq!(t.seek(0, &[Value::I32(0)]).count(), 0);
     }
 
     fn packed_table(unique: bool) -> Table {

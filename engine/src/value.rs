@@ -217,6 +217,7 @@ impl Value {
 
     /// SQL comparison: `None` when either side is NULL (the comparison is unknown, so
     /// any predicate on it is false) or when the kinds differ.
+    #[inline]
     pub fn sql_cmp(&self, other: &Value) -> Option<Ordering> {
         ValueRef::from(self).sql_cmp(&ValueRef::from(other))
     }
@@ -383,6 +384,7 @@ pub enum ValueRef<'a> {
 
 impl ValueRef<'_> {
     /// The owned value.
+    #[inline]
     pub fn to_value(self) -> Value {
         match self {
             ValueRef::Null => Value::Null,
@@ -409,6 +411,7 @@ impl ValueRef<'_> {
 }
 
 impl<'a> From<&'a Value> for ValueRef<'a> {
+    #[inline]
     fn from(v: &'a Value) -> Self {
         match v {
             Value::Null => ValueRef::Null,
@@ -436,6 +439,7 @@ impl<'a> From<&'a Value> for ValueRef<'a> {
 
 impl ValueRef<'_> {
     /// Discriminant rank, so values of different kinds still have a total order.
+    #[inline]
     fn rank(&self) -> u8 {
         match self {
             ValueRef::Null => 0,
@@ -461,11 +465,13 @@ impl ValueRef<'_> {
     }
 
     /// Whether this is SQL NULL.
+    #[inline]
     pub fn is_null(&self) -> bool {
         matches!(self, ValueRef::Null)
     }
 
     /// SQL comparison, as [`Value::sql_cmp`].
+    #[inline]
     pub fn sql_cmp(&self, other: &ValueRef<'_>) -> Option<Ordering> {
         if self.is_null() || other.is_null() || self.rank() != other.rank() {
             return None;
@@ -474,6 +480,7 @@ impl ValueRef<'_> {
     }
 
     /// The total order of [`Value`]'s `Ord`.
+    #[inline]
     pub fn total_cmp(&self, other: &ValueRef<'_>) -> Ordering {
         use ValueRef::*;
         match (self, other) {
@@ -524,6 +531,7 @@ impl PartialOrd for Value {
 }
 
 impl Ord for Value {
+    #[inline]
     fn cmp(&self, other: &Self) -> Ordering {
         ValueRef::from(self).total_cmp(&ValueRef::from(other))
     }

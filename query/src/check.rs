@@ -606,6 +606,7 @@ pub fn compare(v: &Value, op: CmpOp, c: &Value) -> bool {
 }
 
 /// [`compare`] for a value read in place from a stored row.
+#[inline(always)]
 pub fn compare_ref(v: ValueRef<'_>, op: CmpOp, c: &Value) -> bool {
     let Some(ord) = v.sql_cmp(&ValueRef::from(c)) else {
         return false;

@@ -230,14 +230,18 @@ pub fn evaluate_delta(plan: &Plan, state: &CommittedState, tx: &TxData) -> Query
     let mut inserts = DeltaRows::new(r_ins, r_del);
     let mut deletes = DeltaRows::new(r_ins, r_del);
     let Some(join) = &plan.join else {
-        inserts.picks = (r_ins.iter().enumerate())
-            .filter(|(_, r)| holds_on(filter, *r, NO_LOOKUP))
-            .map(|(i, _)| Pick::Inserted(position(i)))
-            .collect();
-        deletes.picks = (r_del.iter().enumerate())
-            .filter(|(_, r)| holds_on(filter, *r, NO_LOOKUP))
-            .map(|(i, _)| Pick::Deleted(position(i)))
-            .collect();
+        let matching = |rows: &[Row], picks: &mut Vec<Pick>, pick: fn(u32) -> Pick| {
+            // Sized for all rows: most commits change few rows, and a filter that passes
+            // most of a large commit would otherwise regrow the list several times.
+            picks.reserve_exact(rows.len());
+            for (i, r) in rows.iter().enumerate() {
+                if holds_on(filter, r, NO_LOOKUP) {
+                    picks.push(pick(position(i)));
+                }
+            }
+        };
+        matching(r_ins, &mut inserts.picks, Pick::Inserted);
+        matching(r_del, &mut deletes.picks, Pick::Deleted);
         return QueryDelta { inserts, deletes };
     };
     let (s_ins, s_del): (&[Row], &[Row]) = tx
@@ -299,13 +303,12 @@ pub fn evaluate_delta(plan: &Plan, state: &CommittedState, tx: &TxData) -> Query
 
     if r_del.is_empty() && s_del.is_empty() {
         // Insert-only commit: dV+ = R·dS+ + dR+·S' (see the module doc).
-        let r_ins_by = by_key(r_ins, rc);
+        let r_ins_by = KeyChains::new(r_ins, rc);
         for s in s_ins {
             post_r(s, &mut |r| {
-                let key = r.column(rc);
                 let new_in_commit = r_ins_by
-                    .get(&key.to_value())
-                    .is_some_and(|rows| rows.iter().any(|n| same_row(&r, n)));
+                    .rows_with(&r.column(rc).to_value())
+                    .any(|n| same_row(&r, n));
                 if !new_in_commit {
                     inserts.picks.push(Pick::Read(r.decode()));
                 }
@@ -365,6 +368,44 @@ fn same_row(r: &StoredRow<'_>, n: &Row) -> bool {
     r.columns()
         .zip(n.iter())
         .all(|(a, b)| a == ValueRef::from(b))
+}
+
+/// Delta rows grouped by their join-column value, without an allocation per value: each
+/// row links to the previous row of the same value.
+struct KeyChains<'a> {
+    rows: &'a [Row],
+    last: HashMap<&'a Value, u32>,
+    previous: Vec<u32>,
+}
+
+impl<'a> KeyChains<'a> {
+    const END: u32 = u32::MAX;
+
+    fn new(rows: &'a [Row], col: usize) -> Self {
+        let mut last = HashMap::with_capacity(rows.len());
+        let mut previous = Vec::with_capacity(rows.len());
+        for (i, r) in rows.iter().enumerate() {
+            let prev = match r[col].is_null() {
+                true => Self::END,
+                false => last.insert(&r[col], position(i)).unwrap_or(Self::END),
+            };
+            previous.push(prev);
+        }
+        KeyChains {
+            rows,
+            last,
+            previous,
+        }
+    }
+
+    /// The rows whose value is `key`.
+    fn rows_with(&self, key: &Value) -> impl Iterator<Item = &'a Row> + '_ {
+        let first = self.last.get(key).copied();
+        std::iter::successors(first, |i| {
+            Some(self.previous[*i as usize]).filter(|p| *p != Self::END)
+        })
+        .map(|i| &self.rows[i as usize])
+    }
 }
 
 /// Delta rows grouped by their join-column value (NULLs never join).

@@ -61,24 +61,43 @@ where
 {
     match pred {
         Pred::Const(b) => *b,
-        Pred::And(v) => v.iter().all(|p| holds_on(p, r, s)),
-        Pred::Or(v) => v.iter().any(|p| holds_on(p, r, s)),
-        Pred::Cmp {
-            side,
-            col,
-            op,
-            value,
-        } => {
-            let v = match side {
-                Side::Returned => r.column(col.idx()),
-                Side::Lookup => match s {
-                    Some(s) => s.column(col.idx()),
-                    None => return false,
-                },
-            };
-            compare_ref(v, *op, value)
-        }
+        // Comparisons under AND/OR are evaluated in the loop, not through another call:
+        // a conjunction of comparisons is the common filter and runs for every changed row.
+        Pred::And(v) => v.iter().all(|p| match p {
+            Pred::Cmp { .. } => cmp_holds(p, r, s),
+            p => holds_on(p, r, s),
+        }),
+        Pred::Or(v) => v.iter().any(|p| match p {
+            Pred::Cmp { .. } => cmp_holds(p, r, s),
+            p => holds_on(p, r, s),
+        }),
+        Pred::Cmp { .. } => cmp_holds(pred, r, s),
     }
+}
+
+#[inline(always)]
+fn cmp_holds<R, S>(pred: &Pred, r: &R, s: Option<&S>) -> bool
+where
+    R: Columns + ?Sized,
+    S: Columns + ?Sized,
+{
+    let Pred::Cmp {
+        side,
+        col,
+        op,
+        value,
+    } = pred
+    else {
+        return false;
+    };
+    let v = match side {
+        Side::Returned => r.column(col.idx()),
+        Side::Lookup => match s {
+            Some(s) => s.column(col.idx()),
+            None => return false,
+        },
+    };
+    compare_ref(v, *op, value)
 }
 
 /// Stored rows of one table read by an [`Access`] or a join probe.

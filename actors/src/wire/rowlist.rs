@@ -97,6 +97,7 @@ fn write_sint(out: &mut Vec<u8>, v: i64) -> Result<(), ()> {
     encode::write_sint(out, v).map(|_| ()).map_err(|_| ())
 }
 
+#[inline]
 fn write_array_len(out: &mut Vec<u8>, n: usize) {
     if n < 16 {
         out.push(0x90 | n as u8);
@@ -106,6 +107,7 @@ fn write_array_len(out: &mut Vec<u8>, n: usize) {
 }
 
 /// Appends one row as a MessagePack array.
+#[inline]
 pub fn write_row(out: &mut Vec<u8>, row: &Row) {
     write_array_len(out, row.len());
     for v in row.iter() {
@@ -178,7 +180,8 @@ impl RowListWriter {
 
 /// Encodes `rows` as one row list (a MessagePack `bin`).
 pub fn encode<'a>(rows: impl IntoIterator<Item = &'a Row>) -> Vec<u8> {
-    let mut w = RowListWriter::default();
+    let rows = rows.into_iter();
+    let mut w = RowListWriter::with_capacity(rows.size_hint().0);
     for r in rows {
         w.push(r);
     }
