@@ -234,8 +234,11 @@ impl Iterator for IndexRange<'_> {
     }
 }
 
+/// Lower and upper bounds on `(key, RowId)` entries.
+type RowIdBounds<K> = (Bound<(K, RowId)>, Bound<(K, RowId)>);
+
 /// `(key, RowId)` bounds covering every row of the key bounds.
-fn with_row_ids<K>(lo: Bound<K>, hi: Bound<K>) -> (Bound<(K, RowId)>, Bound<(K, RowId)>) {
+fn with_row_ids<K>(lo: Bound<K>, hi: Bound<K>) -> RowIdBounds<K> {
     let lo = match lo {
         Bound::Included(k) => Bound::Included((k, row_id_min())),
         Bound::Excluded(k) => Bound::Excluded((k, row_id_max())),
