@@ -34,7 +34,7 @@ use std::sync::Arc;
 
 use hashbrown::{HashMap, HashTable};
 use tidings_engine::codec::StoredRow;
-use tidings_engine::{CommittedState, Row, TxData, Value, ValueRef};
+use tidings_engine::{CommittedState, Row, TableUpdate, TxData, Value, ValueRef};
 
 use crate::check::{Pred, Side};
 use crate::exec::{Columns, NO_LOOKUP, holds_on, probe};
@@ -72,18 +72,36 @@ enum Pick {
 /// commit's TxData where they come from it.
 #[derive(Clone, Debug, Default)]
 pub struct DeltaRows {
-    inserted: Arc<[Row]>,
-    deleted: Arc<[Row]>,
+    /// The returned table's TxData inserts, held only when a pick refers to them (an
+    /// empty delta costs no reference count).
+    inserted: Option<Arc<[Row]>>,
+    /// Its TxData deletes, likewise.
+    deleted: Option<Arc<[Row]>>,
     picks: Vec<Pick>,
 }
 
 impl DeltaRows {
-    fn new(inserted: &Arc<[Row]>, deleted: &Arc<[Row]>) -> Self {
+    fn new(picks: Vec<Pick>, update: Option<&TableUpdate>) -> Self {
+        let refers = |f: fn(&Pick) -> bool| picks.iter().any(f);
+        let (inserted, deleted) = match update {
+            Some(u) if !picks.is_empty() => (
+                refers(|p| matches!(p, Pick::Inserted(_))).then(|| u.inserts.clone()),
+                refers(|p| matches!(p, Pick::Deleted(_))).then(|| u.deletes.clone()),
+            ),
+            _ => (None, None),
+        };
         DeltaRows {
-            inserted: inserted.clone(),
-            deleted: deleted.clone(),
-            picks: Vec::new(),
+            inserted,
+            deleted,
+            picks,
         }
+    }
+
+    fn lists(&self) -> (&[Row], &[Row]) {
+        (
+            self.inserted.as_deref().unwrap_or(&[]),
+            self.deleted.as_deref().unwrap_or(&[]),
+        )
     }
 
     fn row<'a>(inserted: &'a [Row], deleted: &'a [Row], pick: &'a Pick) -> &'a Row {
@@ -106,19 +124,24 @@ impl DeltaRows {
 
     /// The rows, in order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &Row> + '_ {
+        let (inserted, deleted) = self.lists();
         self.picks
             .iter()
-            .map(|p| Self::row(&self.inserted, &self.deleted, p))
+            .map(move |p| Self::row(inserted, deleted, p))
     }
 
     /// The rows, copied out of TxData where shared.
     pub fn into_vec(self) -> Vec<Row> {
         let (inserted, deleted) = (self.inserted, self.deleted);
+        let (ins, del) = (
+            inserted.as_deref().unwrap_or(&[]),
+            deleted.as_deref().unwrap_or(&[]),
+        );
         self.picks
             .into_iter()
             .map(|p| match p {
                 Pick::Read(r) => r,
-                p => Self::row(&inserted, &deleted, &p).clone(),
+                p => Self::row(ins, del, &p).clone(),
             })
             .collect()
     }
@@ -151,15 +174,15 @@ impl<'a> IntoIterator for &'a DeltaRows {
 
 /// Net multiplicity per row, in order of first appearance (so output is deterministic).
 struct Counts<'t> {
-    inserted: &'t Arc<[Row]>,
-    deleted: &'t Arc<[Row]>,
+    inserted: &'t [Row],
+    deleted: &'t [Row],
     at: HashTable<usize>,
     rows: Vec<(Pick, i64)>,
     hasher: hashbrown::DefaultHashBuilder,
 }
 
 impl<'t> Counts<'t> {
-    fn new(inserted: &'t Arc<[Row]>, deleted: &'t Arc<[Row]>) -> Self {
+    fn new(inserted: &'t [Row], deleted: &'t [Row]) -> Self {
         Counts {
             inserted,
             deleted,
@@ -170,8 +193,7 @@ impl<'t> Counts<'t> {
     }
 
     fn add(&mut self, pick: Pick, n: i64) {
-        let (ins, del, rows, hasher) =
-            (&**self.inserted, &**self.deleted, &self.rows, &self.hasher);
+        let (ins, del, rows, hasher) = (self.inserted, self.deleted, &self.rows, &self.hasher);
         let row = DeltaRows::row(ins, del, &pick);
         let hash = hasher.hash_one(row);
         let eq = |i: &usize| DeltaRows::row(ins, del, &rows[*i].0) == row;
@@ -187,22 +209,18 @@ impl<'t> Counts<'t> {
         }
     }
 
-    fn into_delta(self) -> QueryDelta {
-        let mut d = QueryDelta {
-            inserts: DeltaRows::new(self.inserted, self.deleted),
-            deletes: DeltaRows::new(self.inserted, self.deleted),
-        };
+    fn into_delta(self, update: Option<&TableUpdate>) -> QueryDelta {
+        let (mut inserts, mut deletes) = (Vec::new(), Vec::new());
         for (pick, n) in self.rows {
-            let out = if n > 0 {
-                &mut d.inserts.picks
-            } else {
-                &mut d.deletes.picks
-            };
+            let out = if n > 0 { &mut inserts } else { &mut deletes };
             for _ in 0..n.unsigned_abs() {
                 out.push(pick.clone());
             }
         }
-        d
+        QueryDelta {
+            inserts: DeltaRows::new(inserts, update),
+            deletes: DeltaRows::new(deletes, update),
+        }
     }
 }
 
@@ -223,26 +241,29 @@ fn join_key(v: ValueRef<'_>) -> Option<Value> {
 pub fn evaluate_delta(plan: &Plan, state: &CommittedState, tx: &TxData) -> QueryDelta {
     let filter = plan.filter();
     let returned = plan.returned_table();
-    let empty: Arc<[Row]> = Arc::default();
-    let (r_ins, r_del) = tx
-        .table(returned)
-        .map_or((&empty, &empty), |u| (&u.inserts, &u.deletes));
-    let mut inserts = DeltaRows::new(r_ins, r_del);
-    let mut deletes = DeltaRows::new(r_ins, r_del);
+    let update = tx.table(returned);
+    let (r_ins, r_del): (&[Row], &[Row]) = update.map_or((&[], &[]), |u| (&u.inserts, &u.deletes));
+    let delta = |inserts: Vec<Pick>, deletes: Vec<Pick>| QueryDelta {
+        inserts: DeltaRows::new(inserts, update),
+        deletes: DeltaRows::new(deletes, update),
+    };
     let Some(join) = &plan.join else {
         let matching = |rows: &[Row], picks: &mut Vec<Pick>, pick: fn(u32) -> Pick| {
-            // Sized for all rows: most commits change few rows, and a filter that passes
-            // most of a large commit would otherwise regrow the list several times.
-            picks.reserve_exact(rows.len());
+            // A large commit sizes the list for all its rows at once rather than regrowing
+            // it; a small one allocates only if a row passes.
+            if rows.len() > 16 {
+                picks.reserve_exact(rows.len());
+            }
             for (i, r) in rows.iter().enumerate() {
                 if holds_on(filter, r, NO_LOOKUP) {
                     picks.push(pick(position(i)));
                 }
             }
         };
-        matching(r_ins, &mut inserts.picks, Pick::Inserted);
-        matching(r_del, &mut deletes.picks, Pick::Deleted);
-        return QueryDelta { inserts, deletes };
+        let (mut inserts, mut deletes) = (Vec::new(), Vec::new());
+        matching(r_ins, &mut inserts, Pick::Inserted);
+        matching(r_del, &mut deletes, Pick::Deleted);
+        return delta(inserts, deletes);
     };
     let (s_ins, s_del): (&[Row], &[Row]) = tx
         .table(join.lookup)
@@ -253,13 +274,17 @@ pub fn evaluate_delta(plan: &Plan, state: &CommittedState, tx: &TxData) -> Query
     let (rc, sc) = (join.returned_col.idx(), join.lookup_col.idx());
     // Conjuncts that read one side only are checked before probing: a changed row that
     // fails them cannot join into the result, so its probe would be wasted.
-    let (r_only, s_only) = side_conjuncts(filter);
-    let r_ok = |r: &Row| r_only.iter().all(|p| holds_on(p, r, NO_LOOKUP));
-    let s_ok = |s: &Row| s_only.iter().all(|p| holds_on(p, &[] as &[Value], Some(s)));
+    let only = |side| {
+        conjuncts(filter)
+            .iter()
+            .filter(move |c| only_side(c) == Some(side))
+    };
+    let r_ok = |r: &Row| only(Side::Returned).all(|p| holds_on(p, r, NO_LOOKUP));
+    let s_ok = |s: &Row| only(Side::Lookup).all(|p| holds_on(p, &[] as &[Value], Some(s)));
 
     if plan.returns_event_table() {
         // dE+ ⋉ S', set semantics, TxData order.
-        inserts.picks = (r_ins.iter().enumerate())
+        let inserts = (r_ins.iter().enumerate())
             .filter(|(_, e)| {
                 r_ok(e)
                     && join_key(e.column(rc)).is_some_and(|key| {
@@ -269,7 +294,7 @@ pub fn evaluate_delta(plan: &Plan, state: &CommittedState, tx: &TxData) -> Query
             })
             .map(|(i, _)| Pick::Inserted(position(i)))
             .collect();
-        return QueryDelta { inserts, deletes };
+        return delta(inserts, Vec::new());
     }
     if r_ins.is_empty() && r_del.is_empty() && s_ins.is_empty() && s_del.is_empty() {
         return QueryDelta::default();
@@ -303,23 +328,26 @@ pub fn evaluate_delta(plan: &Plan, state: &CommittedState, tx: &TxData) -> Query
 
     if r_del.is_empty() && s_del.is_empty() {
         // Insert-only commit: dV+ = R·dS+ + dR+·S' (see the module doc).
-        let r_ins_by = KeyChains::new(r_ins, rc);
+        let mut inserts = Vec::new();
+        // Built on the first returned row a probe finds: most commits reach none.
+        let mut r_ins_by: Option<KeyChains<'_>> = None;
         for s in s_ins {
             post_r(s, &mut |r| {
-                let new_in_commit = r_ins_by
+                let chains = r_ins_by.get_or_insert_with(|| KeyChains::new(r_ins, rc));
+                let new_in_commit = chains
                     .rows_with(&r.column(rc).to_value())
                     .any(|n| same_row(&r, n));
                 if !new_in_commit {
-                    inserts.picks.push(Pick::Read(r.decode()));
+                    inserts.push(Pick::Read(r.decode()));
                 }
             });
         }
         for i in 0..r_ins.len() {
             for _ in 0..post_s(r_ins, i) {
-                inserts.picks.push(Pick::Inserted(position(i)));
+                inserts.push(Pick::Inserted(position(i)));
             }
         }
-        return QueryDelta { inserts, deletes };
+        return delta(inserts, Vec::new());
     }
 
     let mut counts = Counts::new(r_ins, r_del);
@@ -360,7 +388,7 @@ pub fn evaluate_delta(plan: &Plan, state: &CommittedState, tx: &TxData) -> Query
     cross(r_del, Pick::Deleted, &s_ins_by, 1, &mut counts);
     cross(r_ins, Pick::Inserted, &s_ins_by, -1, &mut counts);
     cross(r_del, Pick::Deleted, &s_del_by, -1, &mut counts);
-    counts.into_delta()
+    counts.into_delta(update)
 }
 
 /// Whether the stored row `r` is the decoded row `n` (row identity).
@@ -415,21 +443,6 @@ fn by_key(rows: &[Row], col: usize) -> HashMap<&Value, Vec<&Row>> {
         m.entry(&s[col]).or_default().push(s);
     }
     m
-}
-
-/// The top-level conjuncts of `filter` that read only the returned side, and those that
-/// read only the lookup side.
-fn side_conjuncts(filter: &Pred) -> (Vec<&Pred>, Vec<&Pred>) {
-    let mut r = Vec::new();
-    let mut s = Vec::new();
-    for c in conjuncts(filter) {
-        match only_side(c) {
-            Some(Side::Returned) => r.push(c),
-            Some(Side::Lookup) => s.push(c),
-            None => {}
-        }
-    }
-    (r, s)
 }
 
 /// The one side `p` reads, if it reads exactly one (constants read none: `None`).
