@@ -15,7 +15,8 @@
 //!
 //! Groups (run one with e.g. `cargo bench --bench query -- delta_per_commit`):
 //! - `compile`: parse, check and plan of each query;
-//! - `full_eval`: `exec::evaluate_rows` plus `rowlist::encode` of the result;
+//! - `full_eval`: `exec::evaluate_stored` transcoding each result row from its stored
+//!   bytes into one row list (`rowlist::RowListWriter::push_stored`), no `Row` built;
 //! - `delta_per_commit`: after a commit inserting `k` footprint and `k` location rows with
 //!   fresh entity ids, the time to find the affected queries (`Registry`, pruning off, all
 //!   three queries registered), evaluate each with `evaluate_delta` and encode every
@@ -24,8 +25,9 @@
 //!   query's result grows by `k`; `nomatch`: they sit in chunks no query reads;
 //! - `reeval_per_commit`: the in-run baseline, full re-evaluation plus encoding of the same
 //!   queries after the same commit (the naive approach);
-//! - `scan_breakdown`: where the scan's time goes (memory walk, decode, evaluation without
-//!   encoding, streamed encoding, and a prototype transcoding stored bytes to the wire).
+//! - `scan_breakdown`: where the scan's time goes (memory walk touching every stored row,
+//!   decode, evaluation into decoded rows without encoding, and the earlier route:
+//!   decoded rows, then `rowlist::encode`), against `full_eval/scan`.
 //!
 //! In the two per-commit groups only the evaluation is timed (`iter_custom`): each
 //! iteration commits its rows untimed and removes them again in a second untimed commit,
@@ -41,7 +43,7 @@ use tidings::actors::wire::rowlist;
 use tidings::engine::{
     AlgebraicType, Datastore, EnumType, Identity, Row, Schema, TableId, TableSchema, TxData, Value,
 };
-use tidings::query::{Caller, Plan, Registry, compile, evaluate_delta, exec};
+use tidings::query::{Caller, DeltaRows, Plan, Registry, compile, evaluate_delta, exec};
 
 /// Rows of `footprint`.
 const FOOTPRINT_ROWS: u64 = 1_000_000;
@@ -243,10 +245,17 @@ impl Fixture {
     }
 }
 
-/// Full evaluation plus encoding of one query's result.
+/// Full evaluation plus encoding of one query's result, transcoding stored rows.
 fn eval_encode(plan: &Plan, state: &tidings::engine::CommittedState) -> Vec<u8> {
-    let rows = exec::evaluate_rows(plan, state);
-    rowlist::encode(&rows)
+    let rows = exec::known_result_len(plan, state).unwrap_or(0);
+    let mut list = rowlist::RowListWriter::with_capacity(rows);
+    exec::evaluate_stored(plan, state, |r| list.push_stored(r));
+    list.finish()
+}
+
+/// The earlier route to the same bytes: decoded rows, then encoded.
+fn eval_decode_encode(plan: &Plan, state: &tidings::engine::CommittedState) -> Vec<u8> {
+    rowlist::encode(&exec::evaluate_rows(plan, state))
 }
 
 fn compile_group(c: &mut Criterion) {
@@ -300,78 +309,8 @@ fn full_eval(c: &mut Criterion) {
     g.finish();
 }
 
-/// MessagePack unsigned integer in its smallest form (what `rowlist` writes for unsigned
-/// columns and enum tags).
-fn put_uint(out: &mut Vec<u8>, v: u64) {
-    if v < 128 {
-        out.push(v as u8);
-    } else if v < 1 << 8 {
-        out.extend_from_slice(&[0xcc, v as u8]);
-    } else if v < 1 << 16 {
-        out.push(0xcd);
-        out.extend_from_slice(&(v as u16).to_be_bytes());
-    } else if v < 1 << 32 {
-        out.push(0xce);
-        out.extend_from_slice(&(v as u32).to_be_bytes());
-    } else {
-        out.push(0xcf);
-        out.extend_from_slice(&v.to_be_bytes());
-    }
-}
-
-/// `N` stored bytes at `at`, for `from_le_bytes`.
-fn le<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
-    bytes[at..at + N]
-        .try_into()
-        .expect("stored row is long enough")
-}
-
-/// A what-if prototype, not the library path: the row list of every stored row of `table`,
-/// transcoded from the stored encoding without building `Row`s. Handles only the column
-/// types of `footprint` (unsigned integers and enums).
-fn transcode_scan(table: &tidings::engine::table::Table) -> Vec<u8> {
-    let schema = table.schema();
-    let n = schema.columns.len();
-    assert!(n < 16, "fixarray header");
-    // One buffer: a bin32 header patched at the end, so the body is never copied (a
-    // body under 64 KiB is moved down behind the smaller header rmp would choose).
-    let mut out = Vec::with_capacity(5 + table.len() * 24);
-    out.extend_from_slice(&[0xc6, 0, 0, 0, 0]);
-    for id in table.ids() {
-        let bytes = table.get_bytes(id).expect("live row");
-        let mut at = 0;
-        out.push(0x90 | n as u8);
-        for col in &schema.columns {
-            let (v, width) = match &col.ty {
-                AlgebraicType::U8 | AlgebraicType::Enum(_) => (u64::from(bytes[at]), 1),
-                AlgebraicType::U16 => (u64::from(u16::from_le_bytes(le(bytes, at))), 2),
-                AlgebraicType::U32 => (u64::from(u32::from_le_bytes(le(bytes, at))), 4),
-                AlgebraicType::U64 => (u64::from_le_bytes(le(bytes, at)), 8),
-                other => panic!("the prototype does not handle {other}"),
-            };
-            put_uint(&mut out, v);
-            at += width;
-        }
-    }
-    let len = out.len() - 5;
-    match len {
-        len if len < 1 << 8 => {
-            out.drain(..3);
-            out[..2].copy_from_slice(&[0xc4, len as u8]);
-        }
-        len if len < 1 << 16 => {
-            out.drain(..2);
-            out[0] = 0xc5;
-            out[1..3].copy_from_slice(&(len as u16).to_be_bytes());
-        }
-        len => out[1..5].copy_from_slice(&(len as u32).to_be_bytes()),
-    }
-    out
-}
-
-/// Where the scan's time goes: the same result reached by cheaper routes. `stream_encode`
-/// uses only today's public API (it writes the row-list body, without its 5-byte header);
-/// `transcode_stored_bytes` is a prototype of an engine/wire change.
+/// Where the scan's time goes: the parts of the earlier route (decoded rows, then encoded)
+/// against the memory floor.
 fn scan_breakdown(c: &mut Criterion) {
     let fx = fixture();
     let mut g = c.benchmark_group("scan_breakdown");
@@ -381,18 +320,17 @@ fn scan_breakdown(c: &mut Criterion) {
     let state = fx.ds.read();
     let table = state.table(fx.footprint).expect("footprint exists");
     assert_eq!(
-        transcode_scan(table),
+        eval_decode_encode(plan, &state),
         eval_encode(plan, &state),
-        "the prototype writes the same row list"
+        "both routes write the same row list"
     );
     let p = format!("footprint_rows={FOOTPRINT_ROWS}");
-    // Memory floor: visit every stored row's bytes.
+    // Memory floor: read the first byte of every stored row (each its own allocation).
     g.bench_function(BenchmarkId::new("walk_stored_bytes", &p), |b| {
         b.iter(|| {
             table
-                .ids()
-                .filter_map(|id| table.get_bytes(id))
-                .map(|r| r.len())
+                .stored_rows()
+                .map(|r| r.bytes().first().map_or(0, |b| usize::from(*b)))
                 .sum::<usize>()
         });
     });
@@ -404,17 +342,9 @@ fn scan_breakdown(c: &mut Criterion) {
     g.bench_function(BenchmarkId::new("evaluate_rows_only", &p), |b| {
         b.iter(|| exec::evaluate_rows(plan, &state));
     });
-    // `exec::evaluate` writing each row straight into the row-list body (no `Vec<Row>`).
-    g.bench_function(BenchmarkId::new("stream_encode", &p), |b| {
-        b.iter(|| {
-            let mut body = Vec::with_capacity(table.len() * 24);
-            exec::evaluate(plan, &state, |r| rowlist::write_row(&mut body, &r));
-            body
-        });
-    });
-    // Prototype: stored bytes transcoded to the wire, no `Row` at all.
-    g.bench_function(BenchmarkId::new("transcode_stored_bytes", &p), |b| {
-        b.iter(|| transcode_scan(table));
+    // The earlier route: decoded rows, then encoded.
+    g.bench_function(BenchmarkId::new("decode_then_encode", &p), |b| {
+        b.iter(|| eval_decode_encode(plan, &state));
     });
     g.finish();
 }
@@ -461,7 +391,7 @@ fn per_commit(
 
 /// The row lists of a delta: one per non-empty side.
 fn encode_delta(d: &tidings::query::QueryDelta) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
-    let list = |rows: &[Row]| (!rows.is_empty()).then(|| rowlist::encode(rows));
+    let list = |rows: &DeltaRows| (!rows.is_empty()).then(|| rowlist::encode(rows.iter()));
     (list(&d.inserts), list(&d.deletes))
 }
 
@@ -624,8 +554,7 @@ fn summary_lines() -> Vec<Line> {
         "walk_stored_bytes",
         "decode_and_drop",
         "evaluate_rows_only",
-        "stream_encode",
-        "transcode_stored_bytes",
+        "decode_then_encode",
     ] {
         v.push(Line {
             group: "scan_breakdown",

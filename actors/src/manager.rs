@@ -511,12 +511,12 @@ impl SubscriptionManager {
                     }
                     let rows = if plan.returns_event_table() {
                         TableRows::Event {
-                            events: delta.inserts,
+                            events: delta.inserts.into_vec(),
                         }
                     } else {
                         TableRows::Persistent {
-                            inserts: delta.inserts,
-                            deletes: delta.deletes,
+                            inserts: delta.inserts.into_vec(),
+                            deletes: delta.deletes.into_vec(),
                         }
                     };
                     updates.insert(

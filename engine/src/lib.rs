@@ -3,8 +3,10 @@
 //! A commit passes through these modules in order:
 //!
 //! - [`value`], [`row`], [`schema`]: column types, rows and table schemas.
-//! - [`codec`]: the canonical binary encoding of a row (storage, identity, log).
-//! - [`table`]: one table's encoded rows in a slotmap plus its btree indexes.
+//! - [`codec`]: the canonical binary encoding of a row (storage, identity, log), and
+//!   [`codec::StoredRow`], which reads a stored row column by column as [`ValueRef`]s.
+//! - [`table`]: one table's encoded rows in a slotmap plus its btree indexes (native,
+//!   packed or value keys).
 //! - [`tx`]: a mutable transaction: per table an insert table and a delete set over the
 //!   committed state; constraint checks; event tables behave as ordinary tables here.
 //! - [`tx_data`]: what a commit produced, per table inserts and deletes, with its offset.
@@ -45,4 +47,4 @@ pub use schema::{Access, ColId, ColumnDef, IndexDef, Schema, TableId, TableSchem
 pub use tx::MutTx;
 pub use tx_data::{TableUpdate, TxData, TxMeta, TxOffset};
 pub use typed::{CanBeLookupTable, FromRowError, SqlEnum, SqlType, TableType, ValueError};
-pub use value::{AlgebraicType, EnumType, Identity, Timestamp, Value};
+pub use value::{AlgebraicType, EnumType, Identity, Timestamp, Value, ValueRef};

@@ -8,10 +8,16 @@
 //! equal keys), otherwise through a hash table keyed by the encoded bytes; a table with a
 //! unique index therefore pays nothing extra for set semantics.
 //!
+//! Index keys: a single integer-like column keys on the native `u64`; several such columns
+//! whose widths add up to at most 128 bits key on one packed `u128` (each column mapped
+//! onto its width preserving order, the first column in the high bits), so a
+//! multi-column lookup compares integers instead of boxed value slices; anything else
+//! keys on the values themselves.
+//!
 //! Storage is not constraint checking: callers (the transaction) check uniqueness across
 //! committed state and the insert table before calling [`Table::insert_unchecked`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, btree_map, btree_set};
 use std::hash::BuildHasher;
 use std::ops::Bound;
 use std::sync::Arc;
@@ -19,11 +25,11 @@ use std::sync::Arc;
 use hashbrown::HashTable;
 use slotmap::{KeyData, SlotMap, new_key_type};
 
-use crate::codec;
+use crate::codec::{self, StoredRow};
 use crate::error::TxError;
 use crate::row::Row;
 use crate::schema::{ColId, IndexDef, TableSchema};
-use crate::value::Value;
+use crate::value::{AlgebraicType, Value};
 
 new_key_type! {
     /// A stored row's address within its table (committed or insert table).
@@ -43,20 +49,208 @@ fn row_id_max() -> RowId {
 #[derive(Debug, Clone)]
 pub struct Index {
     def: IndexDef,
+    /// Bit widths of the key columns when the index keys on a packed `u128`.
+    packed: Vec<PackedCol>,
     map: IndexMap,
 }
 
-/// Integer-like single columns key on the native `u64` (order-preserving); everything else
-/// keys on the values themselves.
+/// One column of a packed key.
+#[derive(Debug, Clone, Copy)]
+struct PackedCol {
+    bits: u32,
+    signed: bool,
+}
+
+/// See the module doc for which columns key on what.
 #[derive(Debug, Clone)]
 enum IndexMap {
     NativeUnique(BTreeMap<u64, RowId>),
     NativeMulti(BTreeSet<(u64, RowId)>),
+    PackedUnique(BTreeMap<u128, RowId>),
+    PackedMulti(BTreeSet<(u128, RowId)>),
     GeneralUnique(BTreeMap<Box<[Value]>, RowId>),
     GeneralMulti(BTreeSet<(Box<[Value]>, RowId)>),
 }
 
-type RowIds<'a> = Box<dyn Iterator<Item = RowId> + 'a>;
+/// The width of a column's packed key part, for integer-like non-null types.
+fn packed_col(ty: &AlgebraicType) -> Option<PackedCol> {
+    use AlgebraicType as T;
+    let (bits, signed) = match ty {
+        T::Bool | T::U8 | T::Enum(_) => (8, false),
+        T::I8 => (8, true),
+        T::U16 => (16, false),
+        T::I16 => (16, true),
+        T::U32 => (32, false),
+        T::I32 => (32, true),
+        T::U64 => (64, false),
+        T::I64 | T::Timestamp => (64, true),
+        _ => return None,
+    };
+    Some(PackedCol { bits, signed })
+}
+
+fn ones(bits: u32) -> u128 {
+    match bits {
+        0 => 0,
+        128.. => u128::MAX,
+        n => (1u128 << n) - 1,
+    }
+}
+
+impl PackedCol {
+    /// `v` mapped onto `0..2^bits`, preserving order. `native_key` already maps signed
+    /// values onto `u64` in order (`i64::MIN` at 0); a narrower signed type only uses the
+    /// middle of that range, which shifts down to start at 0.
+    fn part(self, v: &Value) -> u128 {
+        let k = v.native_key().unwrap_or_default();
+        let k = if self.signed && self.bits < 64 {
+            k.wrapping_sub((1u64 << 63) - (1u64 << (self.bits - 1)))
+        } else {
+            k
+        };
+        u128::from(k) & ones(self.bits)
+    }
+}
+
+fn packed_key<'v>(cols: &[PackedCol], values: impl Iterator<Item = &'v Value>) -> u128 {
+    cols.iter()
+        .zip(values)
+        .fold(0, |key, (c, v)| (key << c.bits) | c.part(v))
+}
+
+/// The packed keys between which lie the rows matching `prefix` and the bounds on the
+/// next column.
+fn packed_bounds(
+    cols: &[PackedCol],
+    prefix: &[Value],
+    lower: Bound<&Value>,
+    upper: Bound<&Value>,
+) -> (Bound<u128>, Bound<u128>) {
+    let base = packed_key(cols, prefix.iter());
+    let Some(next) = cols.get(prefix.len()) else {
+        return (Bound::Included(base), Bound::Included(base));
+    };
+    let rest: u32 = cols[prefix.len() + 1..].iter().map(|c| c.bits).sum();
+    let at = |part: u128| ((base << next.bits) | part) << rest;
+    let lo = match lower {
+        Bound::Unbounded => Bound::Included(at(0)),
+        Bound::Included(v) => Bound::Included(at(next.part(v))),
+        Bound::Excluded(v) => Bound::Excluded(at(next.part(v)) | ones(rest)),
+    };
+    let hi = match upper {
+        Bound::Unbounded => Bound::Included(at(ones(next.bits)) | ones(rest)),
+        Bound::Included(v) => Bound::Included(at(next.part(v)) | ones(rest)),
+        Bound::Excluded(v) => Bound::Excluded(at(next.part(v))),
+    };
+    (lo, hi)
+}
+
+/// Row ids of one index lookup, in key order.
+pub struct IndexRange<'a>(RangeInner<'a>);
+
+enum RangeInner<'a> {
+    Empty,
+    /// A point lookup in a unique index.
+    One(Option<RowId>),
+    /// A point lookup in a multi index: one descent to the key, then along the leaves
+    /// while the key lasts (a bounded range would descend twice).
+    NativeKey(btree_set::Range<'a, (u64, RowId)>, u64),
+    PackedKey(btree_set::Range<'a, (u128, RowId)>, u128),
+    NativeUnique(btree_map::Range<'a, u64, RowId>),
+    NativeMulti(btree_set::Range<'a, (u64, RowId)>),
+    PackedUnique(btree_map::Range<'a, u128, RowId>),
+    PackedMulti(btree_set::Range<'a, (u128, RowId)>),
+    GeneralUnique(
+        btree_map::Range<'a, Box<[Value]>, RowId>,
+        Box<GeneralFilter>,
+    ),
+    GeneralMulti(
+        btree_set::Range<'a, (Box<[Value]>, RowId)>,
+        Box<GeneralFilter>,
+    ),
+}
+
+/// What a general range checks on each key: btree order cannot express "prefix, then a
+/// bound on the next column", so the range starts at the lower end and stops at the first
+/// key outside.
+struct GeneralFilter {
+    prefix: Box<[Value]>,
+    lower: Bound<Value>,
+    upper: Bound<Value>,
+    /// Past the keys an excluded lower bound skips.
+    started: bool,
+}
+
+impl GeneralFilter {
+    /// `Some(true)`: yield the key; `Some(false)`: skip it; `None`: the range is over.
+    fn check(&mut self, key: &[Value]) -> Option<bool> {
+        if !self.started {
+            if excluded_lower(key, self.prefix.len(), &self.lower) {
+                return Some(false);
+            }
+            self.started = true;
+        }
+        in_prefix_upper(key, &self.prefix, &self.upper).then_some(true)
+    }
+}
+
+impl Iterator for IndexRange<'_> {
+    type Item = RowId;
+
+    #[inline]
+    fn next(&mut self) -> Option<RowId> {
+        match &mut self.0 {
+            RangeInner::Empty => None,
+            RangeInner::One(id) => id.take(),
+            RangeInner::NativeKey(r, key) => r.next().filter(|(k, _)| k == key).map(|(_, id)| *id),
+            RangeInner::PackedKey(r, key) => r.next().filter(|(k, _)| k == key).map(|(_, id)| *id),
+            RangeInner::NativeUnique(r) => r.next().map(|(_, id)| *id),
+            RangeInner::NativeMulti(r) => r.next().map(|(_, id)| *id),
+            RangeInner::PackedUnique(r) => r.next().map(|(_, id)| *id),
+            RangeInner::PackedMulti(r) => r.next().map(|(_, id)| *id),
+            RangeInner::GeneralUnique(r, f) => loop {
+                let (k, id) = r.next()?;
+                match f.check(k) {
+                    Some(true) => return Some(*id),
+                    Some(false) => continue,
+                    None => {
+                        self.0 = RangeInner::Empty;
+                        return None;
+                    }
+                }
+            },
+            RangeInner::GeneralMulti(r, f) => loop {
+                let (k, id) = r.next()?;
+                match f.check(k) {
+                    Some(true) => return Some(*id),
+                    Some(false) => continue,
+                    None => {
+                        self.0 = RangeInner::Empty;
+                        return None;
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// Lower and upper bounds on `(key, RowId)` entries.
+type RowIdBounds<K> = (Bound<(K, RowId)>, Bound<(K, RowId)>);
+
+/// `(key, RowId)` bounds covering every row of the key bounds.
+fn with_row_ids<K>(lo: Bound<K>, hi: Bound<K>) -> RowIdBounds<K> {
+    let lo = match lo {
+        Bound::Included(k) => Bound::Included((k, row_id_min())),
+        Bound::Excluded(k) => Bound::Excluded((k, row_id_max())),
+        Bound::Unbounded => Bound::Unbounded,
+    };
+    let hi = match hi {
+        Bound::Included(k) => Bound::Included((k, row_id_max())),
+        Bound::Excluded(k) => Bound::Excluded((k, row_id_min())),
+        Bound::Unbounded => Bound::Unbounded,
+    };
+    (lo, hi)
+}
 
 impl Index {
     fn new(def: &IndexDef, schema: &TableSchema) -> Self {
@@ -64,14 +258,26 @@ impl Index {
             let ty = &schema.column(def.columns[0]).ty;
             !matches!(ty, crate::AlgebraicType::Option(_)) && native_type(ty)
         };
-        let map = match (native, def.unique) {
-            (true, true) => IndexMap::NativeUnique(BTreeMap::new()),
-            (true, false) => IndexMap::NativeMulti(BTreeSet::new()),
-            (false, true) => IndexMap::GeneralUnique(BTreeMap::new()),
-            (false, false) => IndexMap::GeneralMulti(BTreeSet::new()),
+        let packed: Option<Vec<PackedCol>> = (def.columns.len() > 1)
+            .then(|| {
+                def.columns
+                    .iter()
+                    .map(|c| packed_col(&schema.column(*c).ty))
+                    .collect()
+            })
+            .flatten()
+            .filter(|cols: &Vec<PackedCol>| cols.iter().map(|c| c.bits).sum::<u32>() <= 128);
+        let map = match (native, packed.is_some(), def.unique) {
+            (true, _, true) => IndexMap::NativeUnique(BTreeMap::new()),
+            (true, _, false) => IndexMap::NativeMulti(BTreeSet::new()),
+            (false, true, true) => IndexMap::PackedUnique(BTreeMap::new()),
+            (false, true, false) => IndexMap::PackedMulti(BTreeSet::new()),
+            (false, false, true) => IndexMap::GeneralUnique(BTreeMap::new()),
+            (false, false, false) => IndexMap::GeneralMulti(BTreeSet::new()),
         };
         Index {
             def: def.clone(),
+            packed: packed.unwrap_or_default(),
             map,
         }
     }
@@ -81,6 +287,10 @@ impl Index {
         &self.def
     }
 
+    fn packed_row_key(&self, row: &Row) -> u128 {
+        packed_key(&self.packed, self.def.columns.iter().map(|c| &row[c.idx()]))
+    }
+
     fn insert(&mut self, row: &Row, id: RowId) {
         match &mut self.map {
             IndexMap::NativeUnique(m) => {
@@ -88,6 +298,18 @@ impl Index {
             }
             IndexMap::NativeMulti(s) => {
                 s.insert((native(row, self.def.columns[0]), id));
+            }
+            IndexMap::PackedUnique(_) | IndexMap::PackedMulti(_) => {
+                let key = self.packed_row_key(row);
+                match &mut self.map {
+                    IndexMap::PackedUnique(m) => {
+                        m.insert(key, id);
+                    }
+                    IndexMap::PackedMulti(s) => {
+                        s.insert((key, id));
+                    }
+                    _ => {}
+                }
             }
             IndexMap::GeneralUnique(m) => {
                 m.insert(row.project(&self.def.columns), id);
@@ -106,6 +328,18 @@ impl Index {
             IndexMap::NativeMulti(s) => {
                 s.remove(&(native(row, self.def.columns[0]), id));
             }
+            IndexMap::PackedUnique(_) | IndexMap::PackedMulti(_) => {
+                let key = self.packed_row_key(row);
+                match &mut self.map {
+                    IndexMap::PackedUnique(m) => {
+                        m.remove(&key);
+                    }
+                    IndexMap::PackedMulti(s) => {
+                        s.remove(&(key, id));
+                    }
+                    _ => {}
+                }
+            }
             IndexMap::GeneralUnique(m) => {
                 m.remove(&row.project(&self.def.columns));
             }
@@ -116,7 +350,7 @@ impl Index {
     }
 
     /// Rows whose key starts with `prefix` (all of the key for a full-key lookup).
-    fn seek<'a>(&'a self, prefix: &[Value]) -> RowIds<'a> {
+    fn seek<'a>(&'a self, prefix: &[Value]) -> IndexRange<'a> {
         self.range(prefix, Bound::Unbounded, Bound::Unbounded)
     }
 
@@ -126,58 +360,66 @@ impl Index {
         prefix: &[Value],
         lower: Bound<&Value>,
         upper: Bound<&Value>,
-    ) -> RowIds<'a> {
-        let plen = prefix.len();
-        match &self.map {
+    ) -> IndexRange<'a> {
+        let inner = match &self.map {
             IndexMap::NativeUnique(m) => {
                 let (lo, hi) = native_bounds(prefix, lower, upper);
-                if is_empty_range(&lo, &hi) {
-                    return Box::new(std::iter::empty());
+                if let Some(k) = point(&lo, &hi) {
+                    RangeInner::One(m.get(&k).copied())
+                } else if is_empty_range(&lo, &hi) {
+                    RangeInner::Empty
+                } else {
+                    RangeInner::NativeUnique(m.range((lo, hi)))
                 }
-                Box::new(m.range((lo, hi)).map(|(_, id)| *id))
             }
             IndexMap::NativeMulti(s) => {
                 let (lo, hi) = native_bounds(prefix, lower, upper);
-                if is_empty_range(&lo, &hi) {
-                    return Box::new(std::iter::empty());
+                if let Some(k) = point(&lo, &hi) {
+                    let from = Bound::Included((k, row_id_min()));
+                    RangeInner::NativeKey(s.range((from, Bound::Unbounded)), k)
+                } else if is_empty_range(&lo, &hi) {
+                    RangeInner::Empty
+                } else {
+                    RangeInner::NativeMulti(s.range(with_row_ids(lo, hi)))
                 }
-                let lo = match lo {
-                    Bound::Included(k) => Bound::Included((k, row_id_min())),
-                    Bound::Excluded(k) => Bound::Excluded((k, row_id_max())),
-                    Bound::Unbounded => Bound::Unbounded,
-                };
-                let hi = match hi {
-                    Bound::Included(k) => Bound::Included((k, row_id_max())),
-                    Bound::Excluded(k) => Bound::Excluded((k, row_id_min())),
-                    Bound::Unbounded => Bound::Unbounded,
-                };
-                Box::new(s.range((lo, hi)).map(|(_, id)| *id))
+            }
+            IndexMap::PackedUnique(m) => {
+                let (lo, hi) = packed_bounds(&self.packed, prefix, lower, upper);
+                if let Some(k) = point(&lo, &hi) {
+                    RangeInner::One(m.get(&k).copied())
+                } else if is_empty_range(&lo, &hi) {
+                    RangeInner::Empty
+                } else {
+                    RangeInner::PackedUnique(m.range((lo, hi)))
+                }
+            }
+            IndexMap::PackedMulti(s) => {
+                let (lo, hi) = packed_bounds(&self.packed, prefix, lower, upper);
+                if let Some(k) = point(&lo, &hi) {
+                    let from = Bound::Included((k, row_id_min()));
+                    RangeInner::PackedKey(s.range((from, Bound::Unbounded)), k)
+                } else if is_empty_range(&lo, &hi) {
+                    RangeInner::Empty
+                } else {
+                    RangeInner::PackedMulti(s.range(with_row_ids(lo, hi)))
+                }
             }
             IndexMap::GeneralUnique(m) => {
                 let start = general_start(prefix, lower);
-                let prefix: Box<[Value]> = prefix.into();
-                let upper = upper.cloned();
-                let lower = lower.cloned();
-                Box::new(
-                    m.range::<[Value], _>((Bound::Included(&*start), Bound::Unbounded))
-                        .skip_while(move |(k, _)| excluded_lower(k, plen, &lower))
-                        .take_while(move |(k, _)| in_prefix_upper(k, &prefix, &upper))
-                        .map(|(_, id)| *id),
+                RangeInner::GeneralUnique(
+                    m.range::<[Value], _>((Bound::Included(&*start), Bound::Unbounded)),
+                    general_filter(prefix, lower, upper),
                 )
             }
             IndexMap::GeneralMulti(s) => {
                 let start = (general_start(prefix, lower), row_id_min());
-                let prefix: Box<[Value]> = prefix.into();
-                let upper = upper.cloned();
-                let lower = lower.cloned();
-                Box::new(
-                    s.range((Bound::Included(start), Bound::Unbounded))
-                        .skip_while(move |(k, _)| excluded_lower(k, plen, &lower))
-                        .take_while(move |(k, _)| in_prefix_upper(k, &prefix, &upper))
-                        .map(|(_, id)| *id),
+                RangeInner::GeneralMulti(
+                    s.range((Bound::Included(start), Bound::Unbounded)),
+                    general_filter(prefix, lower, upper),
                 )
             }
-        }
+        };
+        IndexRange(inner)
     }
 
     /// Rebuilds the btree from its own sorted contents. Appending keys in order leaves
@@ -187,6 +429,8 @@ impl Index {
         match &mut self.map {
             IndexMap::NativeUnique(m) => *m = std::mem::take(m).into_iter().collect(),
             IndexMap::NativeMulti(s) => *s = std::mem::take(s).into_iter().collect(),
+            IndexMap::PackedUnique(m) => *m = std::mem::take(m).into_iter().collect(),
+            IndexMap::PackedMulti(s) => *s = std::mem::take(s).into_iter().collect(),
             IndexMap::GeneralUnique(m) => *m = std::mem::take(m).into_iter().collect(),
             IndexMap::GeneralMulti(s) => *s = std::mem::take(s).into_iter().collect(),
         }
@@ -196,6 +440,8 @@ impl Index {
         match &mut self.map {
             IndexMap::NativeUnique(m) => m.clear(),
             IndexMap::NativeMulti(s) => s.clear(),
+            IndexMap::PackedUnique(m) => m.clear(),
+            IndexMap::PackedMulti(s) => s.clear(),
             IndexMap::GeneralUnique(m) => m.clear(),
             IndexMap::GeneralMulti(s) => s.clear(),
         }
@@ -238,9 +484,17 @@ fn native_bounds(
     (lower.map(key), upper.map(key))
 }
 
+/// The one key the bounds admit, if they are a point.
+fn point<K: Ord + Copy>(lo: &Bound<K>, hi: &Bound<K>) -> Option<K> {
+    match (lo, hi) {
+        (Bound::Included(l), Bound::Included(h)) if l == h => Some(*l),
+        _ => None,
+    }
+}
+
 /// Whether no key lies between the bounds. `BTreeMap::range` panics on crossed bounds,
 /// and a caller's bounds (`x > 5 AND x < 3`) may well be crossed.
-fn is_empty_range(lo: &Bound<u64>, hi: &Bound<u64>) -> bool {
+fn is_empty_range<K: Ord>(lo: &Bound<K>, hi: &Bound<K>) -> bool {
     match (lo, hi) {
         (Bound::Included(l), Bound::Included(h)) => l > h,
         (Bound::Included(l) | Bound::Excluded(l), Bound::Included(h) | Bound::Excluded(h)) => {
@@ -256,6 +510,19 @@ fn general_start(prefix: &[Value], lower: Bound<&Value>) -> Box<[Value]> {
         start.push(v.clone());
     }
     start.into_boxed_slice()
+}
+
+fn general_filter(
+    prefix: &[Value],
+    lower: Bound<&Value>,
+    upper: Bound<&Value>,
+) -> Box<GeneralFilter> {
+    Box::new(GeneralFilter {
+        prefix: prefix.into(),
+        lower: lower.cloned(),
+        upper: upper.cloned(),
+        started: false,
+    })
 }
 
 fn excluded_lower(key: &[Value], plen: usize, lower: &Bound<Value>) -> bool {
@@ -325,6 +592,23 @@ impl Table {
     /// The stored bytes of the row at `id`.
     pub fn get_bytes(&self, id: RowId) -> Option<&[u8]> {
         self.rows.get(id).map(|b| &**b)
+    }
+
+    /// The row at `id` as a column reader over its stored bytes.
+    #[inline]
+    pub fn stored(&self, id: RowId) -> Option<StoredRow<'_>> {
+        self.rows
+            .get(id)
+            .map(|b| StoredRow::trusted(&self.schema, b))
+    }
+
+    /// All rows as column readers over their stored bytes, in storage order.
+    #[inline]
+    pub fn stored_rows(&self) -> StoredRows<'_> {
+        StoredRows {
+            schema: &self.schema,
+            rows: self.rows.values(),
+        }
     }
 
     /// Whether `id` is a live row.
@@ -463,23 +747,40 @@ impl Table {
     }
 
     /// Rows whose key in index `index` starts with `prefix` (key checked by the caller).
-    pub fn seek<'a>(
-        &'a self,
-        index: usize,
-        prefix: &[Value],
-    ) -> impl Iterator<Item = RowId> + use<'a> {
+    #[inline]
+    pub fn seek<'a>(&'a self, index: usize, prefix: &[Value]) -> IndexRange<'a> {
         self.indexes[index].seek(prefix)
     }
 
     /// Rows of index `index` matching `prefix`, with the next key column within bounds.
+    #[inline]
     pub fn range<'a>(
         &'a self,
         index: usize,
         prefix: &[Value],
         lower: Bound<&Value>,
         upper: Bound<&Value>,
-    ) -> impl Iterator<Item = RowId> + use<'a> {
+    ) -> IndexRange<'a> {
         self.indexes[index].range(prefix, lower, upper)
+    }
+}
+
+/// The rows of a table as [`StoredRow`]s, in storage order.
+pub struct StoredRows<'a> {
+    schema: &'a TableSchema,
+    rows: slotmap::basic::Values<'a, RowId, Box<[u8]>>,
+}
+
+impl<'a> Iterator for StoredRows<'a> {
+    type Item = StoredRow<'a>;
+
+    #[inline]
+    fn next(&mut self) -> Option<StoredRow<'a>> {
+        self.rows.next().map(|b| StoredRow::trusted(self.schema, b))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.rows.size_hint()
     }
 }
 
@@ -583,5 +884,99 @@ mod tests {
         t.delete(id);
         assert_eq!(t.find_identical(&row, &bytes), None);
         assert_eq!(t.seek(0, &[Value::I32(5)]).count(), 0);
+    }
+
+    #[test]
+    fn point_lookup_stops_at_the_key() {
+        let mut t = table();
+        for (a, b) in [(1, "a"), (2, "a"), (2, "b"), (2, "c"), (3, "a")] {
+            put(&mut t, a, b);
+        }
+        let twos: Vec<Row> = t
+            .seek(0, &[Value::I32(2)])
+            .filter_map(|id| t.get(id))
+            .collect();
+        assert_eq!(twos.len(), 3);
+        assert!(twos.iter().all(|r| r[0] == Value::I32(2)), "{twos:?}");
+        assert_eq!(t.seek(0, &[Value::I32(4)]).count(), 0);
+        assert_eq!(t.seek(0, &[Value::I32(0)]).count(), 0);
+    }
+
+    fn packed_table(unique: bool) -> Table {
+        let b = TableSchema::builder("p")
+            .column("a", T::I8)
+            .column("b", T::U16)
+            .column("c", T::I32);
+        let b = if unique {
+            b.unique(&["a", "b", "c"])
+        } else {
+            b.index(&["a", "b", "c"])
+        };
+        Table::new(Arc::new(b.build().expect("valid")))
+    }
+
+    fn bound(kind: u8, v: Value) -> Bound<Value> {
+        match kind % 3 {
+            0 => Bound::Unbounded,
+            1 => Bound::Included(v),
+            _ => Bound::Excluded(v),
+        }
+    }
+
+    fn within(v: &Value, lower: &Bound<Value>, upper: &Bound<Value>) -> bool {
+        let lo = match lower {
+            Bound::Unbounded => true,
+            Bound::Included(l) => v >= l,
+            Bound::Excluded(l) => v > l,
+        };
+        let hi = match upper {
+            Bound::Unbounded => true,
+            Bound::Included(u) => v <= u,
+            Bound::Excluded(u) => v < u,
+        };
+        lo && hi
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn packed_range_agrees_with_filtering(
+            rows in proptest::collection::btree_set((-3i8..3, 0u16..3, -3i32..3), 0..40),
+            unique: bool,
+            plen in 0usize..4,
+            key in (-3i8..3, 0u16..3, -3i32..3),
+            bounds in (0u8..3, 0u8..3, -4i32..4, -4i32..4),
+        ) {
+            let mut t = packed_table(unique);
+            for (a, b, c) in &rows {
+                let row = crate::row![*a, *b, *c];
+                let bytes = codec::row_bytes(t.schema(), &row);
+                t.insert_unchecked(&row, bytes);
+            }
+            let key = [Value::I8(key.0), Value::U16(key.1), Value::I32(key.2)];
+            let prefix = &key[..plen];
+            // A bound on the column after the prefix, of that column's type.
+            let next = |n: i32| match plen {
+                0 => Value::I8(n as i8),
+                1 => Value::U16(n.unsigned_abs() as u16),
+                _ => Value::I32(n),
+            };
+            let (lower, upper) = if plen < 3 {
+                (bound(bounds.0, next(bounds.2)), bound(bounds.1, next(bounds.3)))
+            } else {
+                (Bound::Unbounded, Bound::Unbounded)
+            };
+            let got: Vec<Row> = t
+                .range(0, prefix, lower.as_ref(), upper.as_ref())
+                .filter_map(|id| t.get(id))
+                .collect();
+            let mut want: Vec<Row> = rows
+                .iter()
+                .map(|(a, b, c)| crate::row![*a, *b, *c])
+                .filter(|r| r.starts_with(prefix))
+                .filter(|r| plen == 3 || within(&r[plen], &lower, &upper))
+                .collect();
+            want.sort();
+            proptest::prop_assert_eq!(got, want);
+        }
     }
 }

@@ -210,31 +210,6 @@ pub enum Value {
 }
 
 impl Value {
-    /// Discriminant rank, so values of different kinds still have a total order.
-    fn rank(&self) -> u8 {
-        match self {
-            Value::Null => 0,
-            Value::Bool(_) => 1,
-            Value::U8(_) => 2,
-            Value::U16(_) => 3,
-            Value::U32(_) => 4,
-            Value::U64(_) => 5,
-            Value::U128(_) => 6,
-            Value::I8(_) => 7,
-            Value::I16(_) => 8,
-            Value::I32(_) => 9,
-            Value::I64(_) => 10,
-            Value::I128(_) => 11,
-            Value::F32(_) => 12,
-            Value::F64(_) => 13,
-            Value::String(_) => 14,
-            Value::Bytes(_) => 15,
-            Value::Identity(_) => 16,
-            Value::Timestamp(_) => 17,
-            Value::Enum(_) => 18,
-        }
-    }
-
     /// Whether this is SQL NULL.
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)
@@ -242,11 +217,9 @@ impl Value {
 
     /// SQL comparison: `None` when either side is NULL (the comparison is unknown, so
     /// any predicate on it is false) or when the kinds differ.
+    #[inline]
     pub fn sql_cmp(&self, other: &Value) -> Option<Ordering> {
-        if self.is_null() || other.is_null() || self.rank() != other.rank() {
-            return None;
-        }
-        Some(self.cmp(other))
+        ValueRef::from(self).sql_cmp(&ValueRef::from(other))
     }
 
     /// Whether the value fits `ty` (NULL fits only `Option`).
@@ -364,23 +337,152 @@ impl Value {
     }
 }
 
-impl PartialEq for Value {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
+/// One value borrowed from an encoded row (or from a [`Value`]): what readers of stored
+/// bytes get without building a [`crate::Row`]. Its order and SQL comparison are those of
+/// [`Value`], which delegates to it.
+#[derive(Clone, Copy, Debug)]
+pub enum ValueRef<'a> {
+    /// SQL NULL.
+    Null,
+    /// `bool`
+    Bool(bool),
+    /// `u8`
+    U8(u8),
+    /// `u16`
+    U16(u16),
+    /// `u32`
+    U32(u32),
+    /// `u64`
+    U64(u64),
+    /// `u128`
+    U128(u128),
+    /// `i8`
+    I8(i8),
+    /// `i16`
+    I16(i16),
+    /// `i32`
+    I32(i32),
+    /// `i64`
+    I64(i64),
+    /// `i128`
+    I128(i128),
+    /// `f32`
+    F32(f32),
+    /// `f64`
+    F64(f64),
+    /// UTF-8 text
+    String(&'a str),
+    /// Raw bytes
+    Bytes(&'a [u8]),
+    /// An identity's 32 bytes
+    Identity(&'a [u8; 32]),
+    /// µs since epoch
+    Timestamp(Timestamp),
+    /// An enum tag
+    Enum(u8),
+}
+
+impl ValueRef<'_> {
+    /// The owned value.
+    #[inline]
+    pub fn to_value(self) -> Value {
+        match self {
+            ValueRef::Null => Value::Null,
+            ValueRef::Bool(b) => Value::Bool(b),
+            ValueRef::U8(x) => Value::U8(x),
+            ValueRef::U16(x) => Value::U16(x),
+            ValueRef::U32(x) => Value::U32(x),
+            ValueRef::U64(x) => Value::U64(x),
+            ValueRef::U128(x) => Value::U128(x),
+            ValueRef::I8(x) => Value::I8(x),
+            ValueRef::I16(x) => Value::I16(x),
+            ValueRef::I32(x) => Value::I32(x),
+            ValueRef::I64(x) => Value::I64(x),
+            ValueRef::I128(x) => Value::I128(x),
+            ValueRef::F32(x) => Value::F32(x),
+            ValueRef::F64(x) => Value::F64(x),
+            ValueRef::String(s) => Value::String(s.into()),
+            ValueRef::Bytes(b) => Value::Bytes(b.into()),
+            ValueRef::Identity(id) => Value::Identity(Box::new(Identity(*id))),
+            ValueRef::Timestamp(t) => Value::Timestamp(t),
+            ValueRef::Enum(t) => Value::Enum(t),
+        }
     }
 }
 
-impl Eq for Value {}
-
-impl PartialOrd for Value {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
+impl<'a> From<&'a Value> for ValueRef<'a> {
+    #[inline]
+    fn from(v: &'a Value) -> Self {
+        match v {
+            Value::Null => ValueRef::Null,
+            Value::Bool(b) => ValueRef::Bool(*b),
+            Value::U8(x) => ValueRef::U8(*x),
+            Value::U16(x) => ValueRef::U16(*x),
+            Value::U32(x) => ValueRef::U32(*x),
+            Value::U64(x) => ValueRef::U64(*x),
+            Value::U128(x) => ValueRef::U128(*x),
+            Value::I8(x) => ValueRef::I8(*x),
+            Value::I16(x) => ValueRef::I16(*x),
+            Value::I32(x) => ValueRef::I32(*x),
+            Value::I64(x) => ValueRef::I64(*x),
+            Value::I128(x) => ValueRef::I128(*x),
+            Value::F32(x) => ValueRef::F32(*x),
+            Value::F64(x) => ValueRef::F64(*x),
+            Value::String(s) => ValueRef::String(s),
+            Value::Bytes(b) => ValueRef::Bytes(b),
+            Value::Identity(id) => ValueRef::Identity(&id.0),
+            Value::Timestamp(t) => ValueRef::Timestamp(*t),
+            Value::Enum(t) => ValueRef::Enum(*t),
+        }
     }
 }
 
-impl Ord for Value {
-    fn cmp(&self, other: &Self) -> Ordering {
-        use Value::*;
+impl ValueRef<'_> {
+    /// Discriminant rank, so values of different kinds still have a total order.
+    #[inline]
+    fn rank(&self) -> u8 {
+        match self {
+            ValueRef::Null => 0,
+            ValueRef::Bool(_) => 1,
+            ValueRef::U8(_) => 2,
+            ValueRef::U16(_) => 3,
+            ValueRef::U32(_) => 4,
+            ValueRef::U64(_) => 5,
+            ValueRef::U128(_) => 6,
+            ValueRef::I8(_) => 7,
+            ValueRef::I16(_) => 8,
+            ValueRef::I32(_) => 9,
+            ValueRef::I64(_) => 10,
+            ValueRef::I128(_) => 11,
+            ValueRef::F32(_) => 12,
+            ValueRef::F64(_) => 13,
+            ValueRef::String(_) => 14,
+            ValueRef::Bytes(_) => 15,
+            ValueRef::Identity(_) => 16,
+            ValueRef::Timestamp(_) => 17,
+            ValueRef::Enum(_) => 18,
+        }
+    }
+
+    /// Whether this is SQL NULL.
+    #[inline]
+    pub fn is_null(&self) -> bool {
+        matches!(self, ValueRef::Null)
+    }
+
+    /// SQL comparison, as [`Value::sql_cmp`].
+    #[inline]
+    pub fn sql_cmp(&self, other: &ValueRef<'_>) -> Option<Ordering> {
+        if self.is_null() || other.is_null() || self.rank() != other.rank() {
+            return None;
+        }
+        Some(self.total_cmp(other))
+    }
+
+    /// The total order of [`Value`]'s `Ord`.
+    #[inline]
+    pub fn total_cmp(&self, other: &ValueRef<'_>) -> Ordering {
+        use ValueRef::*;
         match (self, other) {
             (Null, Null) => Ordering::Equal,
             (Bool(a), Bool(b)) => a.cmp(b),
@@ -408,10 +510,37 @@ impl Ord for Value {
     }
 }
 
+impl PartialEq for ValueRef<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.total_cmp(other) == Ordering::Equal
+    }
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Value {}
+
+impl PartialOrd for Value {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Value {
+    #[inline]
+    fn cmp(&self, other: &Self) -> Ordering {
+        ValueRef::from(self).total_cmp(&ValueRef::from(other))
+    }
+}
+
 impl std::hash::Hash for Value {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         use Value::*;
-        state.write_u8(self.rank());
+        state.write_u8(ValueRef::from(self).rank());
         match self {
             Null => {}
             Bool(v) => v.hash(state),

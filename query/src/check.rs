@@ -9,7 +9,9 @@ use std::cmp::Ordering;
 use std::sync::Arc;
 
 use thiserror::Error;
-use tidings_engine::{AlgebraicType, ColId, Identity, Schema, TableId, TableSchema, Value};
+use tidings_engine::{
+    AlgebraicType, ColId, Identity, Schema, TableId, TableSchema, Value, ValueRef,
+};
 
 use crate::parse::ast::{self, CmpOp, ColumnRef, Expr, Literal, Operand, Projection, Select};
 use crate::parse::lexer::Pos;
@@ -632,8 +634,28 @@ pub fn typed_literal(
 
 /// SQL comparison of a column value with a constant: unknown (false) with NULL.
 pub fn compare(v: &Value, op: CmpOp, c: &Value) -> bool {
-    let Some(ord) = v.sql_cmp(c) else {
-        return false;
+    compare_ref(ValueRef::from(v), op, c)
+}
+
+/// [`compare`] for a value read in place from a stored row.
+#[inline(always)]
+pub fn compare_ref(v: ValueRef<'_>, op: CmpOp, c: &Value) -> bool {
+    // Integer columns against literals of their own type (the checker types literals
+    // by column) compare directly; everything else takes the general SQL comparison.
+    let ord = match (v, c) {
+        (ValueRef::U64(a), Value::U64(b)) => a.cmp(b),
+        (ValueRef::I64(a), Value::I64(b)) => a.cmp(b),
+        (ValueRef::U32(a), Value::U32(b)) => a.cmp(b),
+        (ValueRef::I32(a), Value::I32(b)) => a.cmp(b),
+        (ValueRef::U16(a), Value::U16(b)) => a.cmp(b),
+        (ValueRef::I16(a), Value::I16(b)) => a.cmp(b),
+        (ValueRef::U8(a), Value::U8(b)) => a.cmp(b),
+        (ValueRef::I8(a), Value::I8(b)) => a.cmp(b),
+        (ValueRef::Enum(a), Value::Enum(b)) => a.cmp(b),
+        (v, c) => match v.sql_cmp(&ValueRef::from(c)) {
+            Some(ord) => ord,
+            None => return false,
+        },
     };
     match op {
         CmpOp::Eq => ord == Ordering::Equal,

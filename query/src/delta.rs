@@ -15,16 +15,29 @@
 //! (terms with R' or S'), or between two deltas through a small hash table. Every row's
 //! net multiplicity change is then emitted once, as inserts or as deletes, never both.
 //!
+//! A commit that deletes nothing from either table (the common case) needs no netting:
+//! with dR- = dS- = ∅ the formula reduces to `dV+ = R·dS+ + dR+·S'` and `dV- = ∅`, where
+//! `R = R' − dR+` (the returned rows a probe of R' finds, minus those this commit
+//! inserted). Both terms only add, and they never produce the same row (one reads rows
+//! older than the commit, the other the commit's own), so the rows go out as found.
+//!
 //! Event-returning queries have set semantics and no pre- or post-state: the delta is
 //! `dE+ ⋉ S'`, each event row at most once however many partners match. Pushing events
 //! through the bag formula would be wrong: an event whose partner is inserted in the same
 //! commit would be cancelled by the `dR+·dS+` term.
+//!
+//! Rows of the commit are never copied: a delta refers to the TxData row lists (shared
+//! `Arc`s) by position, and owns only the rows it read from the post-state.
 
-use hashbrown::HashMap;
-use tidings_engine::{CommittedState, Row, TxData, Value};
+use std::hash::BuildHasher;
+use std::sync::Arc;
+
+use hashbrown::{HashMap, HashTable};
+use tidings_engine::codec::StoredRow;
+use tidings_engine::{CommittedState, Row, TableUpdate, TxData, Value, ValueRef};
 
 use crate::check::{Pred, Side};
-use crate::exec::{holds, probe};
+use crate::exec::{Columns, NO_LOOKUP, holds_on, probe};
 use crate::plan::Plan;
 use crate::plan::conjuncts;
 
@@ -32,9 +45,9 @@ use crate::plan::conjuncts;
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct QueryDelta {
     /// Rows entering the result (with multiplicity), or delivered events.
-    pub inserts: Vec<Row>,
+    pub inserts: DeltaRows,
     /// Rows leaving the result (with multiplicity); always empty for event queries.
-    pub deletes: Vec<Row>,
+    pub deletes: DeltaRows,
 }
 
 impl QueryDelta {
@@ -44,38 +57,182 @@ impl QueryDelta {
     }
 }
 
-/// Net multiplicity per row, in order of first appearance (so output is deterministic).
-#[derive(Default)]
-struct Counts {
-    at: HashMap<Row, usize>,
-    rows: Vec<(Row, i64)>,
+/// Where one row of a delta comes from.
+#[derive(Clone, Debug)]
+enum Pick {
+    /// The returned table's TxData inserts, at this position.
+    Inserted(u32),
+    /// The returned table's TxData deletes, at this position.
+    Deleted(u32),
+    /// A row read from the post-state.
+    Read(Row),
 }
 
-impl Counts {
-    fn add(&mut self, row: &Row, n: i64) {
-        match self.at.get(row) {
+/// One side of a [`QueryDelta`]: rows in order, with multiplicity, shared with the
+/// commit's TxData where they come from it.
+#[derive(Clone, Debug, Default)]
+pub struct DeltaRows {
+    /// The returned table's TxData inserts, held only when a pick refers to them (an
+    /// empty delta costs no reference count).
+    inserted: Option<Arc<[Row]>>,
+    /// Its TxData deletes, likewise.
+    deleted: Option<Arc<[Row]>>,
+    picks: Vec<Pick>,
+}
+
+impl DeltaRows {
+    fn new(picks: Vec<Pick>, update: Option<&TableUpdate>) -> Self {
+        let refers = |f: fn(&Pick) -> bool| picks.iter().any(f);
+        let (inserted, deleted) = match update {
+            Some(u) if !picks.is_empty() => (
+                refers(|p| matches!(p, Pick::Inserted(_))).then(|| u.inserts.clone()),
+                refers(|p| matches!(p, Pick::Deleted(_))).then(|| u.deletes.clone()),
+            ),
+            _ => (None, None),
+        };
+        DeltaRows {
+            inserted,
+            deleted,
+            picks,
+        }
+    }
+
+    fn lists(&self) -> (&[Row], &[Row]) {
+        (
+            self.inserted.as_deref().unwrap_or(&[]),
+            self.deleted.as_deref().unwrap_or(&[]),
+        )
+    }
+
+    fn row<'a>(inserted: &'a [Row], deleted: &'a [Row], pick: &'a Pick) -> &'a Row {
+        match pick {
+            Pick::Inserted(i) => &inserted[*i as usize],
+            Pick::Deleted(i) => &deleted[*i as usize],
+            Pick::Read(r) => r,
+        }
+    }
+
+    /// Number of rows (with multiplicity).
+    pub fn len(&self) -> usize {
+        self.picks.len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.picks.is_empty()
+    }
+
+    /// The rows, in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &Row> + '_ {
+        let (inserted, deleted) = self.lists();
+        self.picks
+            .iter()
+            .map(move |p| Self::row(inserted, deleted, p))
+    }
+
+    /// The rows, copied out of TxData where shared.
+    pub fn into_vec(self) -> Vec<Row> {
+        let (inserted, deleted) = (self.inserted, self.deleted);
+        let (ins, del) = (
+            inserted.as_deref().unwrap_or(&[]),
+            deleted.as_deref().unwrap_or(&[]),
+        );
+        self.picks
+            .into_iter()
+            .map(|p| match p {
+                Pick::Read(r) => r,
+                p => Self::row(ins, del, &p).clone(),
+            })
+            .collect()
+    }
+
+    /// The rows, copied.
+    pub fn to_vec(&self) -> Vec<Row> {
+        self.iter().cloned().collect()
+    }
+}
+
+impl PartialEq for DeltaRows {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl PartialEq<Vec<Row>> for DeltaRows {
+    fn eq(&self, other: &Vec<Row>) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl<'a> IntoIterator for &'a DeltaRows {
+    type Item = &'a Row;
+    type IntoIter = Box<dyn Iterator<Item = &'a Row> + 'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
+/// Net multiplicity per row, in order of first appearance (so output is deterministic).
+struct Counts<'t> {
+    inserted: &'t [Row],
+    deleted: &'t [Row],
+    at: HashTable<usize>,
+    rows: Vec<(Pick, i64)>,
+    hasher: hashbrown::DefaultHashBuilder,
+}
+
+impl<'t> Counts<'t> {
+    fn new(inserted: &'t [Row], deleted: &'t [Row]) -> Self {
+        Counts {
+            inserted,
+            deleted,
+            at: HashTable::new(),
+            rows: Vec::new(),
+            hasher: Default::default(),
+        }
+    }
+
+    fn add(&mut self, pick: Pick, n: i64) {
+        let (ins, del, rows, hasher) = (self.inserted, self.deleted, &self.rows, &self.hasher);
+        let row = DeltaRows::row(ins, del, &pick);
+        let hash = hasher.hash_one(row);
+        let eq = |i: &usize| DeltaRows::row(ins, del, &rows[*i].0) == row;
+        match self.at.find(hash, eq) {
             Some(&i) => self.rows[i].1 += n,
             None => {
-                self.at.insert(row.clone(), self.rows.len());
-                self.rows.push((row.clone(), n));
+                let i = rows.len();
+                self.at.insert_unique(hash, i, |i| {
+                    hasher.hash_one(DeltaRows::row(ins, del, &rows[*i].0))
+                });
+                self.rows.push((pick, n));
             }
         }
     }
 
-    fn into_delta(self) -> QueryDelta {
-        let mut d = QueryDelta::default();
-        for (row, n) in self.rows {
-            let out = if n > 0 {
-                &mut d.inserts
-            } else {
-                &mut d.deletes
-            };
+    fn into_delta(self, update: Option<&TableUpdate>) -> QueryDelta {
+        let (mut inserts, mut deletes) = (Vec::new(), Vec::new());
+        for (pick, n) in self.rows {
+            let out = if n > 0 { &mut inserts } else { &mut deletes };
             for _ in 0..n.unsigned_abs() {
-                out.push(row.clone());
+                out.push(pick.clone());
             }
         }
-        d
+        QueryDelta {
+            inserts: DeltaRows::new(inserts, update),
+            deletes: DeltaRows::new(deletes, update),
+        }
     }
+}
+
+fn position(i: usize) -> u32 {
+    // TxData of one commit is held in memory as a slice; more than 2^32 rows of one table
+    // in one commit cannot be built on any machine this runs on.
+    u32::try_from(i).unwrap_or(u32::MAX)
+}
+
+/// The join key of a row: `None` for NULL, which joins nothing.
+fn join_key(v: ValueRef<'_>) -> Option<Value> {
+    (!v.is_null()).then(|| v.to_value())
 }
 
 /// The change of `plan`'s result made by the commit `tx`, given the post-state `state`.
@@ -84,111 +241,199 @@ impl Counts {
 pub fn evaluate_delta(plan: &Plan, state: &CommittedState, tx: &TxData) -> QueryDelta {
     let filter = plan.filter();
     let returned = plan.returned_table();
-    let empty: &[Row] = &[];
-    let (r_ins, r_del) = tx
-        .table(returned)
-        .map_or((empty, empty), |u| (&u.inserts[..], &u.deletes[..]));
-    let Some(join) = &plan.join else {
-        return QueryDelta {
-            inserts: r_ins
-                .iter()
-                .filter(|r| holds(filter, r, None))
-                .cloned()
-                .collect(),
-            deletes: r_del
-                .iter()
-                .filter(|r| holds(filter, r, None))
-                .cloned()
-                .collect(),
-        };
+    let update = tx.table(returned);
+    let (r_ins, r_del): (&[Row], &[Row]) = update.map_or((&[], &[]), |u| (&u.inserts, &u.deletes));
+    let delta = |inserts: Vec<Pick>, deletes: Vec<Pick>| QueryDelta {
+        inserts: DeltaRows::new(inserts, update),
+        deletes: DeltaRows::new(deletes, update),
     };
-    let (s_ins, s_del) = tx
+    let Some(join) = &plan.join else {
+        let matching = |rows: &[Row], picks: &mut Vec<Pick>, pick: fn(u32) -> Pick| {
+            // A large commit sizes the list for all its rows at once rather than regrowing
+            // it; a small one allocates only if a row passes.
+            if rows.len() > 16 {
+                picks.reserve_exact(rows.len());
+            }
+            for (i, r) in rows.iter().enumerate() {
+                if holds_on(filter, r, NO_LOOKUP) {
+                    picks.push(pick(position(i)));
+                }
+            }
+        };
+        let (mut inserts, mut deletes) = (Vec::new(), Vec::new());
+        matching(r_ins, &mut inserts, Pick::Inserted);
+        matching(r_del, &mut deletes, Pick::Deleted);
+        return delta(inserts, deletes);
+    };
+    let (s_ins, s_del): (&[Row], &[Row]) = tx
         .table(join.lookup)
-        .map_or((empty, empty), |u| (&u.inserts[..], &u.deletes[..]));
+        .map_or((&[], &[]), |u| (&u.inserts, &u.deletes));
     let (Some(r_post), Some(s_post)) = (state.table(returned), state.table(join.lookup)) else {
         return QueryDelta::default();
     };
     let (rc, sc) = (join.returned_col.idx(), join.lookup_col.idx());
     // Conjuncts that read one side only are checked before probing: a changed row that
     // fails them cannot join into the result, so its probe would be wasted.
-    let (r_only, s_only) = side_conjuncts(filter);
-    let r_ok = |r: &Row| r_only.iter().all(|p| holds(p, r, None));
-    let s_ok = |s: &Row| s_only.iter().all(|p| holds(p, &[], Some(s)));
+    let only = |side| {
+        conjuncts(filter)
+            .iter()
+            .filter(move |c| only_side(c) == Some(side))
+    };
+    let r_ok = |r: &Row| only(Side::Returned).all(|p| holds_on(p, r, NO_LOOKUP));
+    let s_ok = |s: &Row| only(Side::Lookup).all(|p| holds_on(p, &[] as &[Value], Some(s)));
 
     if plan.returns_event_table() {
         // dE+ ⋉ S', set semantics, TxData order.
-        let inserts = r_ins
-            .iter()
-            .filter(|e| {
-                let key = &e[rc];
-                if !r_ok(e) {
-                    return false;
-                }
-                !key.is_null()
-                    && probe(s_post, join.lookup_index, key).any(|s| holds(filter, e, Some(&s)))
+        let inserts = (r_ins.iter().enumerate())
+            .filter(|(_, e)| {
+                r_ok(e)
+                    && join_key(e.column(rc)).is_some_and(|key| {
+                        probe(s_post, join.lookup_index, &key)
+                            .any(|s| holds_on(filter, *e, Some(&s)))
+                    })
             })
-            .cloned()
+            .map(|(i, _)| Pick::Inserted(position(i)))
             .collect();
-        return QueryDelta {
-            inserts,
-            deletes: Vec::new(),
-        };
+        return delta(inserts, Vec::new());
     }
     if r_ins.is_empty() && r_del.is_empty() && s_ins.is_empty() && s_del.is_empty() {
         return QueryDelta::default();
     }
 
-    let mut counts = Counts::default();
-    // Terms probing the post-state: R'·dS± and dR±·S'.
-    let post_r = |ds: &[Row], sign: i64, counts: &mut Counts| {
+    // dR+·S' (every term's rows are dR+) and dR-·S': one pick per matching partner.
+    let post_s = |dr: &[Row], r: usize| -> usize {
+        let row = &dr[r];
+        if !r_ok(row) {
+            return 0;
+        }
+        join_key(row.column(rc)).map_or(0, |key| {
+            probe(s_post, join.lookup_index, &key)
+                .filter(|s| holds_on(filter, row, Some(s)))
+                .count()
+        })
+    };
+    // R'·dS±: the returned rows of the post-state each changed lookup row reaches.
+    let post_r = |s: &Row, each: &mut dyn FnMut(StoredRow<'_>)| {
+        if !s_ok(s) {
+            return;
+        }
+        if let Some(key) = join_key(s.column(sc)) {
+            for r in probe(r_post, join.returned_index, &key) {
+                if holds_on(filter, &r, Some(s)) {
+                    each(r);
+                }
+            }
+        }
+    };
+
+    if r_del.is_empty() && s_del.is_empty() {
+        // Insert-only commit: dV+ = R·dS+ + dR+·S' (see the module doc).
+        let mut inserts = Vec::new();
+        // Built on the first returned row a probe finds: most commits reach none.
+        let mut r_ins_by: Option<KeyChains<'_>> = None;
+        for s in s_ins {
+            post_r(s, &mut |r| {
+                let chains = r_ins_by.get_or_insert_with(|| KeyChains::new(r_ins, rc));
+                let new_in_commit = chains
+                    .rows_with(&r.column(rc).to_value())
+                    .any(|n| same_row(&r, n));
+                if !new_in_commit {
+                    inserts.push(Pick::Read(r.decode()));
+                }
+            });
+        }
+        for i in 0..r_ins.len() {
+            for _ in 0..post_s(r_ins, i) {
+                inserts.push(Pick::Inserted(position(i)));
+            }
+        }
+        return delta(inserts, Vec::new());
+    }
+
+    let mut counts = Counts::new(r_ins, r_del);
+    for (ds, sign) in [(s_ins, 1), (s_del, -1)] {
         for s in ds {
-            let key = &s[sc];
-            if key.is_null() || !s_ok(s) {
-                continue;
-            }
-            for r in probe(r_post, join.returned_index, key) {
-                if holds(filter, &r, Some(s)) {
-                    counts.add(&r, sign);
-                }
-            }
+            post_r(s, &mut |r| counts.add(Pick::Read(r.decode()), sign));
         }
-    };
-    post_r(s_ins, 1, &mut counts);
-    post_r(s_del, -1, &mut counts);
-    let post_s = |dr: &[Row], sign: i64, counts: &mut Counts| {
-        for r in dr {
-            let key = &r[rc];
-            if key.is_null() || !r_ok(r) {
-                continue;
-            }
-            for s in probe(s_post, join.lookup_index, key) {
-                if holds(filter, r, Some(&s)) {
-                    counts.add(r, sign);
-                }
-            }
+    }
+    for i in 0..r_ins.len() {
+        for _ in 0..post_s(r_ins, i) {
+            counts.add(Pick::Inserted(position(i)), 1);
         }
-    };
-    post_s(r_ins, 1, &mut counts);
-    post_s(r_del, -1, &mut counts);
+    }
+    for i in 0..r_del.len() {
+        for _ in 0..post_s(r_del, i) {
+            counts.add(Pick::Deleted(position(i)), -1);
+        }
+    }
     // Delta-by-delta terms: dR+·dS- and dR-·dS+ add; dR+·dS+ and dR-·dS- subtract.
     let (s_ins_by, s_del_by) = (by_key(s_ins, sc), by_key(s_del, sc));
-    let cross = |dr: &[Row], ds: &HashMap<&Value, Vec<&Row>>, sign: i64, counts: &mut Counts| {
+    let cross = |dr: &[Row],
+                 pick: fn(u32) -> Pick,
+                 ds: &HashMap<&Value, Vec<&Row>>,
+                 sign: i64,
+                 counts: &mut Counts<'_>| {
         if ds.is_empty() {
             return;
         }
-        for r in dr {
+        for (i, r) in dr.iter().enumerate() {
             for s in ds.get(&r[rc]).into_iter().flatten() {
-                if holds(filter, r, Some(s)) {
-                    counts.add(r, sign);
+                if holds_on(filter, r, Some(*s)) {
+                    counts.add(pick(position(i)), sign);
                 }
             }
         }
     };
-    cross(r_ins, &s_del_by, 1, &mut counts);
-    cross(r_del, &s_ins_by, 1, &mut counts);
-    cross(r_ins, &s_ins_by, -1, &mut counts);
-    cross(r_del, &s_del_by, -1, &mut counts);
-    counts.into_delta()
+    cross(r_ins, Pick::Inserted, &s_del_by, 1, &mut counts);
+    cross(r_del, Pick::Deleted, &s_ins_by, 1, &mut counts);
+    cross(r_ins, Pick::Inserted, &s_ins_by, -1, &mut counts);
+    cross(r_del, Pick::Deleted, &s_del_by, -1, &mut counts);
+    counts.into_delta(update)
+}
+
+/// Whether the stored row `r` is the decoded row `n` (row identity).
+fn same_row(r: &StoredRow<'_>, n: &Row) -> bool {
+    r.columns()
+        .zip(n.iter())
+        .all(|(a, b)| a == ValueRef::from(b))
+}
+
+/// Delta rows grouped by their join-column value, without an allocation per value: each
+/// row links to the previous row of the same value.
+struct KeyChains<'a> {
+    rows: &'a [Row],
+    last: HashMap<&'a Value, u32>,
+    previous: Vec<u32>,
+}
+
+impl<'a> KeyChains<'a> {
+    const END: u32 = u32::MAX;
+
+    fn new(rows: &'a [Row], col: usize) -> Self {
+        let mut last = HashMap::with_capacity(rows.len());
+        let mut previous = Vec::with_capacity(rows.len());
+        for (i, r) in rows.iter().enumerate() {
+            let prev = match r[col].is_null() {
+                true => Self::END,
+                false => last.insert(&r[col], position(i)).unwrap_or(Self::END),
+            };
+            previous.push(prev);
+        }
+        KeyChains {
+            rows,
+            last,
+            previous,
+        }
+    }
+
+    /// The rows whose value is `key`.
+    fn rows_with(&self, key: &Value) -> impl Iterator<Item = &'a Row> + '_ {
+        let first = self.last.get(key).copied();
+        std::iter::successors(first, |i| {
+            Some(self.previous[*i as usize]).filter(|p| *p != Self::END)
+        })
+        .map(|i| &self.rows[i as usize])
+    }
 }
 
 /// Delta rows grouped by their join-column value (NULLs never join).
@@ -198,21 +443,6 @@ fn by_key(rows: &[Row], col: usize) -> HashMap<&Value, Vec<&Row>> {
         m.entry(&s[col]).or_default().push(s);
     }
     m
-}
-
-/// The top-level conjuncts of `filter` that read only the returned side, and those that
-/// read only the lookup side.
-fn side_conjuncts(filter: &Pred) -> (Vec<&Pred>, Vec<&Pred>) {
-    let mut r = Vec::new();
-    let mut s = Vec::new();
-    for c in conjuncts(filter) {
-        match only_side(c) {
-            Some(Side::Returned) => r.push(c),
-            Some(Side::Lookup) => s.push(c),
-            None => {}
-        }
-    }
-    (r, s)
 }
 
 /// The one side `p` reads, if it reads exactly one (constants read none: `None`).

@@ -8,8 +8,10 @@
 //!    ([`check::TypedQuery`]).
 //! 3. [`plan`]: normalization into a sharing [`QueryKey`], event-table rules, index choice
 //!    ([`Plan`]).
-//! 4. [`exec`]: full evaluation against committed state (initial rows, one-off queries).
-//! 5. [`delta`]: incremental evaluation of one commit's TxData against the post-state.
+//! 4. [`exec`]: full evaluation against committed state (initial rows, one-off queries),
+//!    reading stored rows in place ([`exec::evaluate_stored`]).
+//! 5. [`delta`]: incremental evaluation of one commit's TxData against the post-state;
+//!    a [`QueryDelta`] shares the commit's rows instead of copying them.
 //!
 //! Beside the pipeline:
 //! - [`registry`] shares equal queries and prunes, per commit, the queries a commit
@@ -41,8 +43,8 @@ pub mod rls;
 pub mod view;
 
 pub use check::{Caller, CheckError, Pred, Side, Source, TypedQuery};
-pub use delta::{QueryDelta, evaluate_delta};
-pub use exec::{evaluate, evaluate_rows};
+pub use delta::{DeltaRows, QueryDelta, evaluate_delta};
+pub use exec::{evaluate, evaluate_rows, evaluate_stored};
 pub use parse::error::ParseError;
 pub use plan::{EVENT_LOOKUP_ERROR, Plan, PlanError, QueryKey};
 pub use registry::{QueryId, Registry};

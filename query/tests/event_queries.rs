@@ -95,7 +95,7 @@ fn delivered(ds: &Datastore, plan: &Plan, tx: &TxData) -> Vec<Row> {
     let state = ds.read();
     let delta = evaluate_delta(plan, &state, tx);
     assert!(delta.deletes.is_empty(), "an event query never deletes");
-    delta.inserts
+    delta.inserts.into_vec()
 }
 
 #[test]
