@@ -18,6 +18,7 @@ use actix::prelude::*;
 use hashbrown::HashMap;
 use slotmap::{SlotMap, new_key_type};
 use smallvec::SmallVec;
+use tidings_engine::commitlog::Durable;
 use tidings_query::QueryId;
 
 use crate::manager::{CommitBroadcast, SessionDropped};
@@ -52,6 +53,16 @@ struct Session {
     protocol: Protocol,
     queue: Arc<SessionQueue>,
     sets: HashMap<QuerySetId, QuerySet>,
+}
+
+/// A session holding one query: what a commit changing that query needs to reach it,
+/// without looking the session or its sets up.
+struct Holder {
+    key: SessionKey,
+    queue: Arc<SessionQueue>,
+    v1: bool,
+    /// The query sets holding the query, with their snapshot offsets; sorted by set.
+    sets: SmallVec<[(QuerySetId, u64); 1]>,
 }
 
 /// What changed for one session in one commit: (query set, query) pairs, sorted.
@@ -105,11 +116,19 @@ pub(crate) fn session_bytes() -> usize {
 pub struct Hub {
     sessions: SlotMap<SessionKey, Session>,
     by_connection: HashMap<ConnectionId, SessionKey>,
-    by_query: HashMap<QueryId, Vec<(SessionKey, QuerySetId)>>,
+    /// Per query, the local sessions holding it (one entry per session).
+    by_query: HashMap<QueryId, Vec<Holder>>,
     manager: Option<Recipient<SessionDropped>>,
     metrics: Arc<Metrics>,
     /// Reused per commit: each affected session's query-set updates.
     scratch: HashMap<SessionKey, ContentKey>,
+}
+
+/// The message a fan-out sends to sessions with the same share of a commit, built once.
+#[derive(Clone)]
+struct Built {
+    message: Arc<ServerMessage>,
+    bytes: usize,
 }
 
 impl Hub {
@@ -172,10 +191,35 @@ impl Hub {
         }
     }
 
+    fn index(&mut self, id: QueryId, key: SessionKey, qs: QuerySetId, from_offset: u64) {
+        let Some(s) = self.sessions.get(key) else {
+            return;
+        };
+        let list = self.by_query.entry(id).or_default();
+        match list.iter_mut().find(|h| h.key == key) {
+            Some(h) => {
+                let at = h.sets.partition_point(|(q, _)| *q < qs);
+                h.sets.insert(at, (qs, from_offset));
+            }
+            None => list.push(Holder {
+                key,
+                queue: s.queue.clone(),
+                v1: s.protocol == Protocol::V1,
+                sets: smallvec::smallvec![(qs, from_offset)],
+            }),
+        }
+    }
+
     fn unindex(&mut self, id: QueryId, key: SessionKey, qs: QuerySetId) {
         if let Some(list) = self.by_query.get_mut(&id) {
-            if let Some(p) = list.iter().position(|e| *e == (key, qs)) {
-                list.swap_remove(p);
+            if let Some(p) = list.iter().position(|h| h.key == key) {
+                let h = &mut list[p];
+                if let Some(i) = h.sets.iter().position(|(q, _)| *q == qs) {
+                    h.sets.remove(i);
+                }
+                if h.sets.is_empty() {
+                    list.swap_remove(p);
+                }
             }
             if list.is_empty() {
                 self.by_query.remove(&id);
@@ -183,21 +227,32 @@ impl Hub {
         }
     }
 
-    fn commit(&mut self, b: &CommitBroadcast, confirmed_reads: bool) {
-        let mut per_session = std::mem::take(&mut self.scratch);
-        if let Some(offset) = b.tx_offset {
-            for id in b.updates.keys() {
-                for &(key, qs) in self.by_query.get(id).into_iter().flatten() {
-                    let Some(set) = self.sessions.get(key).and_then(|s| s.sets.get(&qs)) else {
-                        continue;
-                    };
-                    if offset <= set.from_offset {
-                        continue;
-                    }
-                    per_session.entry(key).or_default().push((qs, *id));
-                }
-            }
+    /// The message for sessions whose share of `b` is `content`, for the protocol `v1`.
+    fn build(b: &CommitBroadcast, v1: bool, content: &ContentKey) -> Built {
+        // Only the caller learns what was called, with what, and what it returned.
+        let event = v1.then(|| ReducerEvent {
+            request_id: 0,
+            reducer: String::new(),
+            args: Vec::new(),
+            caller: Default::default(),
+            status: match b.call.as_ref().map(|c| &c.status) {
+                None | Some(ReducerStatus::Committed(_)) => ReducerStatus::Committed(Vec::new()),
+                Some(other) => other.clone(),
+            },
+        });
+        let envelope = Envelope::now(ServerMessage::TransactionUpdate(TransactionUpdate {
+            tx_offset: b.tx_offset.unwrap_or(0),
+            timestamp: b.timestamp,
+            query_sets: group_by_set(content, b),
+            reducer_event: event,
+        }));
+        Built {
+            bytes: envelope.approx_bytes(),
+            message: envelope.message,
         }
+    }
+
+    fn commit(&mut self, b: &CommitBroadcast, confirmed_reads: bool) {
         // A v1 caller that asked not to hear of its success is served like everyone else.
         let caller = b
             .call
@@ -212,48 +267,15 @@ impl Hub {
         } else {
             None
         };
-        // Sessions whose share of the commit is the same (same query sets, same changed
-        // queries, same protocol) get the same message: build it once, clone the `Arc`.
-        let mut built: HashMap<(bool, ContentKey), Arc<ServerMessage>> = HashMap::new();
-        let mut delivered = 0u64;
-        for (key, mut content) in per_session.drain() {
-            if caller.is_some_and(|(k, _)| k == key) {
-                continue;
+        let (delivered, dropped) = match b.tx_offset {
+            Some(offset) if b.updates.len() == 1 => {
+                self.fan_out_one(b, offset, caller.map(|(k, _)| k), &durable_for_all)
             }
-            let Some(s) = self.sessions.get(key) else {
-                continue;
-            };
-            content.sort_unstable();
-            let v1 = s.protocol == Protocol::V1;
-            let message = built
-                .entry((v1, content))
-                .or_insert_with_key(|(v1, content)| {
-                    // Only the caller learns what was called, with what, and what it returned.
-                    let event = v1.then(|| ReducerEvent {
-                        request_id: 0,
-                        reducer: String::new(),
-                        args: Vec::new(),
-                        caller: Default::default(),
-                        status: match b.call.as_ref().map(|c| &c.status) {
-                            None | Some(ReducerStatus::Committed(_)) => {
-                                ReducerStatus::Committed(Vec::new())
-                            }
-                            Some(other) => other.clone(),
-                        },
-                    });
-                    Arc::new(ServerMessage::TransactionUpdate(TransactionUpdate {
-                        tx_offset: b.tx_offset.unwrap_or(0),
-                        timestamp: b.timestamp,
-                        query_sets: group_by_set(content, b),
-                        reducer_event: event,
-                    }))
-                })
-                .clone();
-            let envelope = Envelope {
-                message,
-                durable: durable_for_all.clone(),
-            };
-            delivered += u64::from(self.push_counted(key, envelope));
+            Some(offset) => self.fan_out_many(b, offset, caller.map(|(k, _)| k), &durable_for_all),
+            None => (0, SmallVec::new()),
+        };
+        for key in dropped {
+            self.dropped(key);
         }
         self.metrics
             .deliveries
@@ -268,7 +290,6 @@ impl Hub {
             let mut sets = self.take_caller_sets(b, key);
             sets.sort_by_key(|u| u.query_set_id);
             let Some(s) = self.sessions.get(key) else {
-                self.scratch = per_session;
                 return;
             };
             let message = match s.protocol {
@@ -304,7 +325,115 @@ impl Hub {
                 },
             );
         }
+    }
+
+    /// Fans out a commit that changed exactly one query: each holder of the query is one
+    /// recipient, so no per-session grouping is needed. Returns the deliveries and the
+    /// sessions dropped for passing their bound.
+    fn fan_out_one(
+        &self,
+        b: &CommitBroadcast,
+        offset: u64,
+        caller: Option<SessionKey>,
+        durable: &Option<Durable>,
+    ) -> (u64, SmallVec<[SessionKey; 2]>) {
+        let mut delivered = 0u64;
+        let mut dropped = SmallVec::new();
+        let Some((id, _)) = b.updates.iter().next() else {
+            return (delivered, dropped);
+        };
+        // Sessions usually share one content (same set ids, same protocol): compare with
+        // the last one built before looking further.
+        let mut last: Option<(bool, ContentKey, Built)> = None;
+        let mut built: HashMap<(bool, ContentKey), Built> = HashMap::new();
+        let mut content = ContentKey::new();
+        for h in self.by_query.get(id).into_iter().flatten() {
+            if caller == Some(h.key) {
+                continue;
+            }
+            content.clear();
+            content.extend(
+                h.sets
+                    .iter()
+                    .filter(|(_, from)| offset > *from)
+                    .map(|(qs, _)| (*qs, *id)),
+            );
+            if content.is_empty() {
+                continue;
+            }
+            let m = match &last {
+                Some((v1, c, m)) if *v1 == h.v1 && *c == content => m.clone(),
+                _ => {
+                    let m = built
+                        .entry((h.v1, content.clone()))
+                        .or_insert_with_key(|(v1, c)| Self::build(b, *v1, c))
+                        .clone();
+                    last = Some((h.v1, content.clone(), m.clone()));
+                    m
+                }
+            };
+            let envelope = Envelope {
+                message: m.message,
+                durable: durable.clone(),
+            };
+            match h.queue.push_sized(envelope, m.bytes) {
+                Pushed::Queued | Pushed::QueuedWasEmpty => delivered += 1,
+                Pushed::Dropped => dropped.push(h.key),
+                Pushed::Gone => {}
+            }
+        }
+        (delivered, dropped)
+    }
+
+    /// Fans out a commit that changed several queries: each affected session's share is
+    /// grouped first, as a session may hold more than one of them.
+    fn fan_out_many(
+        &mut self,
+        b: &CommitBroadcast,
+        offset: u64,
+        caller: Option<SessionKey>,
+        durable: &Option<Durable>,
+    ) -> (u64, SmallVec<[SessionKey; 2]>) {
+        let mut per_session = std::mem::take(&mut self.scratch);
+        for id in b.updates.keys() {
+            for h in self.by_query.get(id).into_iter().flatten() {
+                if caller == Some(h.key) {
+                    continue;
+                }
+                for (qs, from) in &h.sets {
+                    if offset > *from {
+                        per_session.entry(h.key).or_default().push((*qs, *id));
+                    }
+                }
+            }
+        }
+        // Sessions whose share of the commit is the same (same query sets, same changed
+        // queries, same protocol) get the same message: build it once, clone the `Arc`.
+        let mut built: HashMap<(bool, ContentKey), Built> = HashMap::new();
+        let mut delivered = 0u64;
+        let mut dropped = SmallVec::new();
+        for (key, mut content) in per_session.drain() {
+            let Some(s) = self.sessions.get(key) else {
+                continue;
+            };
+            content.sort_unstable();
+            let v1 = s.protocol == Protocol::V1;
+            let m = built
+                .entry((v1, content))
+                .or_insert_with_key(|(v1, c)| Self::build(b, *v1, c))
+                .clone();
+            let envelope = Envelope {
+                message: m.message,
+                durable: durable.clone(),
+            };
+            match s.queue.push_sized(envelope, m.bytes) {
+                Pushed::Queued | Pushed::QueuedWasEmpty => delivered += 1,
+                Pushed::Dropped => dropped.push(key),
+                Pushed::Gone => {}
+            }
+        }
         self.scratch = per_session;
+        (delivered, dropped)
     }
 
     /// The caller's own query-set updates (recomputed: the caller was skipped above).
@@ -417,10 +546,7 @@ impl Handler<HubSubscribed> for Hub {
             return;
         };
         for q in &msg.queries {
-            self.by_query
-                .entry(q.id)
-                .or_default()
-                .push((key, msg.query_set_id));
+            self.index(q.id, key, msg.query_set_id, msg.from_offset);
         }
         if let Some(s) = self.sessions.get_mut(key) {
             s.sets.insert(
@@ -569,7 +695,7 @@ mod tests {
             let mut ids: slotmap::SlotMap<QueryId, ()> = slotmap::SlotMap::with_key();
             ids.insert(())
         };
-        hub.by_query.entry(id).or_default().push((key, 7));
+        hub.index(id, key, 7, 5);
         hub.sessions[key].sets.insert(
             7,
             QuerySet {
@@ -596,5 +722,59 @@ mod tests {
             }
             other => panic!("expected a transaction update, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_session_holding_a_changed_query_in_two_sets_gets_one_message_with_both() {
+        let mut hub = Hub::new(Arc::default());
+        let queue = Arc::new(SessionQueue::new(QueueLimits::default()));
+        let conn = ConnectionId(1);
+        let key = hub.sessions.insert(Session {
+            connection: conn,
+            protocol: Protocol::V2,
+            queue: queue.clone(),
+            sets: HashMap::new(),
+        });
+        hub.by_connection.insert(conn, key);
+        let mut ids: slotmap::SlotMap<QueryId, ()> = slotmap::SlotMap::with_key();
+        let (a, b) = (ids.insert(()), ids.insert(()));
+        for (qs, id) in [(2, a), (1, a), (3, b)] {
+            hub.index(id, key, qs, 0);
+            hub.sessions[key].sets.insert(
+                qs,
+                QuerySet {
+                    from_offset: 0,
+                    queries: [SetQuery {
+                        id,
+                        returns_event: false,
+                    }]
+                    .into_iter()
+                    .collect(),
+                },
+            );
+        }
+        let sets_of = |env: Envelope| match &*env.message {
+            ServerMessage::TransactionUpdate(u) => u
+                .query_sets
+                .iter()
+                .map(|s| s.query_set_id)
+                .collect::<Vec<_>>(),
+            other => panic!("expected a transaction update, got {other:?}"),
+        };
+        hub.commit(&broadcast(1, a), false);
+        assert_eq!(sets_of(queue.try_pop().expect("delivered")), vec![1, 2]);
+        assert!(queue.is_empty(), "one message per session per commit");
+        let mut both = broadcast(2, a);
+        let extra = broadcast(2, b).updates[&b].clone();
+        Arc::get_mut(&mut both)
+            .expect("not shared yet")
+            .updates
+            .insert(b, extra);
+        hub.commit(&both, false);
+        assert_eq!(sets_of(queue.try_pop().expect("delivered")), vec![1, 2, 3]);
+        assert!(queue.is_empty(), "one message per session per commit");
+        hub.unindex(a, key, 1);
+        hub.commit(&broadcast(3, a), false);
+        assert_eq!(sets_of(queue.try_pop().expect("delivered")), vec![2]);
     }
 }

@@ -490,7 +490,8 @@ impl SubscriptionManager {
     }
 
     fn committed(&mut self, msg: Committed) {
-        if msg.tx_data.is_some() {
+        // `clear` rewrites the whole table even when empty; most commits find it so.
+        if msg.tx_data.is_some() && !self.snapshots.is_empty() {
             self.snapshots.clear();
         }
         let mut updates = HashMap::new();

@@ -12,6 +12,7 @@
 //! empty to non-empty.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
@@ -63,6 +64,9 @@ pub struct SessionQueue {
     ready: Condvar,
     limits: QueueLimits,
     on_ready: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
+    /// Whether `on_ready` holds a hook: in-process queues have none, and a wake must not
+    /// take a second lock per push to find that out.
+    has_hook: AtomicBool,
 }
 
 impl SessionQueue {
@@ -73,17 +77,25 @@ impl SessionQueue {
             ready: Condvar::new(),
             limits,
             on_ready: Mutex::new(None),
+            has_hook: AtomicBool::new(false),
         }
     }
 
     /// Calls `hook` whenever the queue goes from empty to non-empty (socket sessions).
     pub fn set_on_ready(&self, hook: impl Fn() + Send + Sync + 'static) {
         *self.on_ready.lock() = Some(Box::new(hook));
+        self.has_hook.store(true, Ordering::Release);
     }
 
     /// Appends `envelope`, enforcing the bounds.
     pub fn push(&self, envelope: Envelope) -> Pushed {
         let bytes = envelope.approx_bytes();
+        self.push_sized(envelope, bytes)
+    }
+
+    /// Like [`SessionQueue::push`], with the envelope's [`Envelope::approx_bytes`]
+    /// already known: a fan-out computes it once per distinct message, not per session.
+    pub fn push_sized(&self, envelope: Envelope, bytes: usize) -> Pushed {
         let mut s = self.state.lock();
         if s.dropped.is_some() || s.closed {
             return Pushed::Gone;
@@ -124,7 +136,9 @@ impl SessionQueue {
 
     fn wake(&self) {
         self.ready.notify_all();
-        if let Some(hook) = &*self.on_ready.lock() {
+        if self.has_hook.load(Ordering::Acquire)
+            && let Some(hook) = &*self.on_ready.lock()
+        {
             hook();
         }
     }

@@ -9,8 +9,7 @@ use tidings_engine::Timestamp;
 use super::cache::TableChanges;
 use super::{DbConnection, Event, EventContext, PendingCall};
 use crate::messages::{
-    Envelope, Protocol, QuerySetId, ReducerOutcome, ReducerStatus, RequestId, ServerMessage,
-    TableUpdate,
+    Envelope, Protocol, ReducerOutcome, ReducerStatus, RequestId, ServerMessage,
 };
 use crate::module::ReducerError;
 use crate::queue::SessionQueue;
@@ -235,10 +234,9 @@ impl DbConnection {
         &self,
         sets: &[crate::messages::QuerySetUpdate],
     ) -> Vec<(Arc<str>, TableChanges)> {
-        let pairs: Vec<(QuerySetId, &TableUpdate)> = sets
+        let pairs = sets
             .iter()
-            .flat_map(|s| s.tables.iter().map(move |t| (s.query_set_id, t)))
-            .collect();
+            .flat_map(|s| s.tables.iter().map(move |t| (s.query_set_id, t)));
         self.inner.cache.write().apply(pairs)
     }
 
