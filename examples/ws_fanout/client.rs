@@ -46,6 +46,9 @@ pub enum Setup {
     Connected,
     /// The floor: read its one greeting frame.
     Floor,
+    /// Tidings: subscribe like `Subscribed`, then never read again (a stuck client),
+    /// holding the socket open until the pool ends.
+    Stalled,
 }
 
 /// Counters shared by a pool's connections and the thread that measures.
@@ -271,13 +274,13 @@ async fn run(job: Job, tally: &Tally, gate: &Semaphore) -> Res<()> {
         Setup::Floor => {
             r.next_binary(&mut s).await?;
         }
-        Setup::Connected | Setup::Subscribed => {
+        Setup::Connected | Setup::Subscribed | Setup::Stalled => {
             let first = r.next_binary(&mut s).await?;
             match v2::decode_server(r.bytes(first))? {
                 ServerMessageWire::InitialConnection { .. } => {}
                 other => return Err(format!("expected InitialConnection, got {other:?}").into()),
             }
-            if job.setup == Setup::Subscribed {
+            if matches!(job.setup, Setup::Subscribed | Setup::Stalled) {
                 let subscribe = v2::encode_client(&ClientMessageWire::Subscribe {
                     request_id: 1,
                     query_set_id: 1,
@@ -296,6 +299,10 @@ async fn run(job: Job, tally: &Tally, gate: &Semaphore) -> Res<()> {
     }
     drop(permit);
     tally.connection_ready();
+    if job.setup == Setup::Stalled {
+        // Keeps `s` open and unread for as long as the pool runs.
+        std::future::pending::<()>().await;
+    }
     loop {
         let (op, payload) = r.next(&mut s).await?;
         match op {

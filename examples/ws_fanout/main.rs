@@ -4,6 +4,7 @@
 //! cargo run --release --example ws_fanout                          # N = 10, 100, 1,000
 //! cargo run --release --example ws_fanout -- --clients 1000 --commits 400
 //! cargo run --release --example ws_fanout -- --memory              # RSS per idle session
+//! cargo run --release --example ws_fanout -- --stalled             # plus one stuck client
 //! cargo run --release --example ws_fanout -- --help
 //! ```
 //!
@@ -32,6 +33,8 @@
 //!   10,000; each has read its `InitialConnection`), divided by S; once connected only,
 //!   once also subscribed. The child's RSS is read from `/proc/<pid>/status`, so the
 //!   clients' own memory is not counted.
+//! - *stalled* (`--stalled`): the latency again, right after, with one more subscriber
+//!   that stops reading once subscribed; the N others' p50/p99 with it against without.
 //!
 //! # The floor
 //!
@@ -101,6 +104,7 @@ struct Options {
     memory: bool,
     sessions: usize,
     serve: bool,
+    stalled: bool,
 }
 
 fn parse_args() -> Res<Option<Options>> {
@@ -113,6 +117,7 @@ fn parse_args() -> Res<Option<Options>> {
         memory: false,
         sessions: 10_000,
         serve: false,
+        stalled: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -134,6 +139,10 @@ fn parse_args() -> Res<Option<Options>> {
             "--client-threads" => o.client_threads = value()?.parse()?,
             "--arbiters" => o.arbiters = Some(value()?.parse()?),
             "--sessions" => o.sessions = value()?.parse()?,
+            "--stalled" => {
+                o.stalled = true;
+                step = 1;
+            }
             "--memory" => {
                 o.memory = true;
                 step = 1;
@@ -151,7 +160,8 @@ fn parse_args() -> Res<Option<Options>> {
                      --client-threads T        client threads (default 2)\n\
                      --arbiters A              Tidings' pool arbiters, one hub each (default: one per core)\n\
                      --memory                  measure RSS per idle session instead (server in a child process)\n\
-                     --sessions S              sessions for --memory (default 10,000)"
+                     --sessions S              sessions for --memory (default 10,000)\n\
+                     --stalled                 also measure latency with one more subscriber that never reads"
                 );
                 return Ok(None);
             }
@@ -314,6 +324,9 @@ struct Run {
     frame_bytes: usize,
     /// Per measured commit: deliveries, bytes sent, frames encoded, frame bytes encoded.
     per_commit: [f64; 4],
+    /// `--stalled`: the same measurement with one more subscriber that never reads, and
+    /// whether its queue bound dropped it during the measured commits.
+    stalled: Option<(Lat, bool)>,
 }
 
 fn fanout(o: &Options) -> Res<()> {
@@ -429,9 +442,28 @@ fn run_n(o: &Options, n: usize, server: &TidingsServer, floor: &Floor) -> Res<Ru
     }
     let floor_rate = frames as f64 / ((f_tally.wait_done(WAIT_MAX)? - t0) as f64 / 1e9);
 
+    let stalled = if o.stalled {
+        let dropped = || -> u64 { metrics.dropped.lock().iter().map(|(_, c)| *c).sum() };
+        let dropped_before = dropped();
+        t_clients.open(server.addr, Setup::Stalled, 1)?;
+        t_tally.wait_ready(n + 1, WAIT_MAX)?;
+        let mut lat_stalled = Vec::new();
+        for _ in 0..commits {
+            t_tally.arm(n as u64);
+            server.commit(k)?;
+            k += 1;
+            let committed = t_tally.now_ns();
+            lat_stalled.push(t_tally.wait_done(WAIT_MAX)?.saturating_sub(committed));
+        }
+        Some((lat(lat_stalled), dropped() > dropped_before))
+    } else {
+        None
+    };
+
     drop(t_clients);
     drop(f_clients);
     Ok(Run {
+        stalled,
         n,
         commits,
         tidings: lat(t_lat),
@@ -564,6 +596,49 @@ fn print_report(runs: &[Run]) {
          thread write one shared encoded frame per message: frames encoded per commit = \
          hubs, whatever N is."
     );
+
+    let stalled: Vec<Vec<String>> = runs
+        .iter()
+        .filter_map(|r| {
+            let (lat, dropped) = r.stalled.as_ref()?;
+            Some(vec![
+                r.n.to_string(),
+                r.commits.to_string(),
+                fmt_ns(r.tidings.p50),
+                fmt_ns(lat.p50),
+                fmt_ns(r.tidings.p99),
+                fmt_ns(lat.p99),
+                ratio(lat.p99, r.tidings.p99),
+                if *dropped { "yes" } else { "not yet" }.to_string(),
+            ])
+        })
+        .collect();
+    if !stalled.is_empty() {
+        println!();
+        println!("## With one more subscriber that never reads (--stalled)");
+        println!();
+        print_table(
+            &[
+                "N",
+                "commits",
+                "p50 without",
+                "p50 with",
+                "p99 without",
+                "p99 with",
+                "p99 with / without",
+                "stuck client dropped",
+            ],
+            1,
+            &stalled,
+        );
+        println!();
+        println!(
+            "The N reading clients' latency, measured right after the table above, with a \
+             stuck subscriber added: its socket stops reading after SubscribeApplied, so its \
+             session's queue grows until the bound drops it (see tests/slow_client.rs); the \
+             others must not notice."
+        );
+    }
 
     if let Some(r) = runs.iter().max_by_key(|r| r.n) {
         println!();
