@@ -8,8 +8,8 @@
 //!
 //! - a session its hub dropped (the queue holds the reason and has released its backlog)
 //!   that is still registered one interval later, or
-//! - a session silent for longer than the idle timeout plus one interval (a polled actor
-//!   closes itself at the idle timeout, so only a stuck one is still here)
+//! - a session silent for longer than the idle timeout plus two intervals (a polled actor
+//!   closes itself by then, so only a stuck one is still here)
 //!
 //! has its socket shut down. That fails the connection's pending write, actix drops the
 //! connection, the actor stops (its `stopped` runs on drop) and the manager forgets it.
@@ -45,8 +45,9 @@ const TCP_USER_TIMEOUT: Duration = Duration::from_secs(60);
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 
-/// `HttpServer::on_connect` hook: duplicates the connection's socket handle into its
-/// connection data and sets keepalive and (Linux) the TCP user timeout on it.
+/// `HttpServer::on_connect` hook: sets TCP_NODELAY, keepalive and (Linux) the TCP user
+/// timeout on the accepted socket, and keeps a duplicate handle to it in its connection
+/// data (for the watchdog).
 pub fn record_socket(conn: &dyn std::any::Any, data: &mut actix_web::dev::Extensions) {
     #[cfg(unix)]
     {
@@ -62,6 +63,12 @@ pub fn record_socket(conn: &dyn std::any::Any, data: &mut actix_web::dev::Extens
             }
         };
         let socket = socket2::Socket::from(fd);
+        // Updates are small frames that must leave at once: Nagle's algorithm would hold
+        // one back behind an unacknowledged ping until the peer's delayed ACK (measured
+        // with `ws_fanout`: p99 at 1,000 clients 35 ms with it, 10.6 ms without).
+        if let Err(e) = socket.set_tcp_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
         let keepalive = socket2::TcpKeepalive::new()
             .with_time(KEEPALIVE_IDLE)
             .with_interval(KEEPALIVE_INTERVAL);
@@ -215,7 +222,9 @@ impl Watchdog {
 
 impl Inner {
     fn tick(&self, now: Instant) {
-        let heard_limit = (self.idle_timeout + self.interval).as_millis() as u64;
+        // A polled session's heartbeat starts within one interval of connecting and
+        // checks once per interval, so it closes itself by idle + 2 intervals.
+        let heard_limit = (self.idle_timeout + 2 * self.interval).as_millis() as u64;
         let now_ms = now.duration_since(self.epoch).as_millis() as u64;
         let mut sessions = self.sessions.lock();
         for (_, w) in sessions.iter_mut() {

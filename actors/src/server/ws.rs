@@ -364,24 +364,37 @@ impl Actor for WsSession {
             .queue()
             .set_on_ready(move || addr.do_send(Drain));
         ctx.notify(Drain);
-        ctx.run_interval(self.limits.heartbeat, |act, ctx| {
-            if act.last_heard.elapsed() > act.limits.idle_timeout {
-                ctx.close(Some(ws::CloseReason {
-                    code: ws::CloseCode::Away,
-                    description: Some(format!(
-                        "idle for more than {:?} (no frames, no pongs)",
-                        act.limits.idle_timeout
-                    )),
-                }));
-                ctx.stop();
-                return;
-            }
-            ctx.ping(b"");
+        // Sessions that connected together would otherwise ping together, every
+        // interval, in one burst on their worker thread. Each session starts its
+        // heartbeat at its own offset within the interval, spread evenly by connection id.
+        let interval = self.limits.heartbeat;
+        let spread = self.session.id().0.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 54;
+        let offset = interval.mul_f64(spread as f64 / 1024.0);
+        ctx.run_later(offset, move |_, ctx| {
+            ctx.run_interval(interval, |act, ctx| act.heartbeat(ctx));
         });
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
         self.session.close();
+    }
+}
+
+impl WsSession {
+    /// Closes an idle session with its reason, or pings it.
+    fn heartbeat(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.last_heard.elapsed() > self.limits.idle_timeout {
+            ctx.close(Some(ws::CloseReason {
+                code: ws::CloseCode::Away,
+                description: Some(format!(
+                    "idle for more than {:?} (no frames, no pongs)",
+                    self.limits.idle_timeout
+                )),
+            }));
+            ctx.stop();
+            return;
+        }
+        ctx.ping(b"");
     }
 }
 
