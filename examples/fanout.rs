@@ -60,6 +60,9 @@
 //! - *broadcast floor*: `tokio::sync::broadcast` of one shared payload to N tasks on a
 //!   2-worker runtime; time from `send` to the last task woken.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::error::Error;
 use std::ops::Range;
 use std::pin::pin;
@@ -69,6 +72,7 @@ use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use common::{cores_and_cpu, fmt_ns, fmt_rate, load_average, percentile, print_table};
 use futures::StreamExt;
 use parking_lot::{Condvar, Mutex};
 use tidings::actors::module::encode_args;
@@ -1136,15 +1140,6 @@ impl Drop for Broadcast {
 // Latency statistics
 // ---------------------------------------------------------------------------------------
 
-/// Nearest-rank percentile of sorted values.
-pub fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 /// Latency percentiles over a run of commits.
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
@@ -1395,30 +1390,6 @@ fn memory_per_subscriber(shape: Shape, n: usize) -> Res<f64> {
 // The report
 // ---------------------------------------------------------------------------------------
 
-/// Formats nanoseconds for a table.
-pub fn fmt_ns(ns: u64) -> String {
-    let v = ns as f64;
-    if v < 1e3 {
-        format!("{ns} ns")
-    } else if v < 1e6 {
-        format!("{:.1} µs", v / 1e3)
-    } else if v < 1e9 {
-        format!("{:.2} ms", v / 1e6)
-    } else {
-        format!("{:.2} s", v / 1e9)
-    }
-}
-
-fn fmt_rate(r: f64) -> String {
-    if r >= 1e6 {
-        format!("{:.2} M/s", r / 1e6)
-    } else if r >= 1e3 {
-        format!("{:.1} k/s", r / 1e3)
-    } else {
-        format!("{r:.0} /s")
-    }
-}
-
 fn fmt_bytes(b: f64) -> String {
     if b >= 1e9 {
         format!("{:.2} GB", b / 1e9)
@@ -1428,42 +1399,6 @@ fn fmt_bytes(b: f64) -> String {
         format!("{:.1} kB", b / 1e3)
     } else {
         format!("{b:.0} B")
-    }
-}
-
-/// Prints a Markdown table; the first `left` columns are left-aligned, the rest right.
-fn print_table(headers: &[&str], left: usize, rows: &[Vec<String>]) {
-    let mut w: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(c.chars().count());
-        }
-    }
-    let line = |cells: Vec<String>| {
-        let parts: Vec<String> = cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let pad = w[i] - c.chars().count();
-                if i < left {
-                    format!("{c}{}", " ".repeat(pad))
-                } else {
-                    format!("{}{c}", " ".repeat(pad))
-                }
-            })
-            .collect();
-        println!("| {} |", parts.join(" | "));
-    };
-    line(headers.iter().map(|h| h.to_string()).collect());
-    println!(
-        "|{}|",
-        w.iter()
-            .map(|n| "-".repeat(n + 2))
-            .collect::<Vec<_>>()
-            .join("|")
-    );
-    for r in rows {
-        line(r.clone());
     }
 }
 
@@ -1576,30 +1511,13 @@ fn parse_args() -> Res<Option<Options>> {
     Ok(Some(o))
 }
 
-/// The 1-minute load average (other processes competing for the cores).
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "?".into())
-}
-
 fn machine_notes(o: &Options) {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
-        "machine: {cores} cores ({cpu}), Linux {kernel}; load average at start: {}",
+        "machine: {}, Linux {kernel}; load average at start: {}",
+        cores_and_cpu(),
         load_average()
     );
     println!(

@@ -61,6 +61,8 @@
 //! enough, it stops with a message naming `ulimit -n`.
 
 pub mod client;
+#[path = "../common/mod.rs"]
+mod common;
 pub mod floor;
 
 use std::error::Error;
@@ -72,6 +74,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::web::Bytes;
 use client::{Clients, Setup, Tally};
+use common::{cores_and_cpu, fmt_ns, fmt_rate, load_average, percentile, print_table};
 use floor::Floor;
 use tidings::actors::server::Server;
 use tidings::actors::server::token::TokenKey;
@@ -301,14 +304,6 @@ fn lat(mut v: Vec<u64>) -> Lat {
         p50: percentile(&v, 50.0),
         p99: percentile(&v, 99.0),
     }
-}
-
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 struct Run {
@@ -808,91 +803,11 @@ fn ensure_open_files(need: u64) -> Res<()> {
     .into())
 }
 
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "?".into())
-}
-
 fn machine_notes() {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
-        "machine: {cores} cores ({cpu}); load average at start: {}",
+        "machine: {}; load average at start: {}",
+        cores_and_cpu(),
         load_average()
     );
     println!();
-}
-
-fn fmt_ns(ns: u64) -> String {
-    let v = ns as f64;
-    if v < 1e3 {
-        format!("{ns} ns")
-    } else if v < 1e6 {
-        format!("{:.1} µs", v / 1e3)
-    } else if v < 1e9 {
-        format!("{:.2} ms", v / 1e6)
-    } else {
-        format!("{:.2} s", v / 1e9)
-    }
-}
-
-fn fmt_rate(r: f64) -> String {
-    if r >= 1e6 {
-        format!("{:.2} M/s", r / 1e6)
-    } else if r >= 1e3 {
-        format!("{:.1} k/s", r / 1e3)
-    } else {
-        format!("{r:.0} /s")
-    }
-}
-
-/// Prints a Markdown table; the first `left` columns are left-aligned, the rest right.
-fn print_table(headers: &[&str], left: usize, rows: &[Vec<String>]) {
-    let mut w: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(c.chars().count());
-        }
-    }
-    let line = |cells: Vec<String>| {
-        let parts: Vec<String> = cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let pad = w[i] - c.chars().count();
-                if i < left {
-                    format!("{c}{}", " ".repeat(pad))
-                } else {
-                    format!("{}{c}", " ".repeat(pad))
-                }
-            })
-            .collect();
-        println!("| {} |", parts.join(" | "));
-    };
-    line(headers.iter().map(|h| h.to_string()).collect());
-    let rule: Vec<String> = w
-        .iter()
-        .enumerate()
-        .map(|(i, n)| {
-            if i < left {
-                format!(":{}", "-".repeat(n + 1))
-            } else {
-                format!("{}:", "-".repeat(n + 1))
-            }
-        })
-        .collect();
-    println!("|{}|", rule.join("|"));
-    for r in rows {
-        line(r.clone());
-    }
 }
