@@ -10,14 +10,11 @@ mod common;
 use std::time::Duration;
 
 use common::gate::{Gate, module};
-
-use actix_web::web::Bytes;
-use awc::ws::{Frame, Message};
-use futures::{SinkExt, StreamExt};
+use common::wsv2::{call, next, send};
 use tidings::actors::server::Server;
 use tidings::actors::server::token::TokenKey;
 use tidings::actors::server::ws::WsLimits;
-use tidings::actors::wire::v2::{self, ClientMessageWire, OutcomeWire, ServerMessageWire};
+use tidings::actors::wire::v2::{OutcomeWire, ServerMessageWire};
 use tidings::{Tidings, TidingsError};
 
 #[test]
@@ -95,37 +92,6 @@ fn in_process_requests_past_the_limit_are_refused_and_the_count_is_released() {
         "held, queued, other and after committed; refused did not: {texts:?}"
     );
     assert!(!texts.iter().any(|t| t.contains("refused")), "{texts:?}");
-}
-
-type Conn = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
-
-async fn send(conn: &mut Conn, msg: ClientMessageWire) {
-    conn.send(Message::Binary(Bytes::from(v2::encode_client(&msg))))
-        .await
-        .expect("send");
-}
-
-async fn next(conn: &mut Conn) -> ServerMessageWire<'static> {
-    loop {
-        let frame = actix_rt::time::timeout(Duration::from_secs(20), conn.next())
-            .await
-            .expect("a frame in time")
-            .expect("stream open")
-            .expect("frame");
-        match frame {
-            Frame::Binary(b) => return v2::decode_server(&b).expect("decodes"),
-            Frame::Ping(p) => conn.send(Message::Pong(p)).await.expect("pong"),
-            other => panic!("unexpected frame {other:?}"),
-        }
-    }
-}
-
-fn call(request_id: u32, reducer: &str, args: Vec<u8>) -> ClientMessageWire {
-    ClientMessageWire::CallReducer {
-        request_id,
-        reducer: reducer.into(),
-        args,
-    }
 }
 
 #[test]

@@ -8,45 +8,18 @@ mod common;
 
 use std::time::Duration;
 
-use actix_web::web::Bytes;
-use awc::ws::{CloseCode, Frame, Message};
+use awc::ws::{CloseCode, Frame};
 use common::gate::{Gate, module};
-use futures::{SinkExt, StreamExt};
+use common::wsv2::{call, next_frame, send};
 use tidings::actors::server::Server;
 use tidings::actors::server::token::TokenKey;
 use tidings::actors::server::ws::WsLimits;
-use tidings::actors::wire::v2::{self, ClientMessageWire, OutcomeWire, ServerMessageWire};
+use tidings::actors::wire::v2::{self, OutcomeWire, ServerMessageWire};
 use tidings::{Tidings, TidingsError};
 
-type Conn = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
-
-async fn send(conn: &mut Conn, msg: ClientMessageWire) {
-    conn.send(Message::Binary(Bytes::from(v2::encode_client(&msg))))
-        .await
-        .expect("send");
-}
-
-fn call(request_id: u32, reducer: &str, text: &str) -> ClientMessageWire {
-    ClientMessageWire::CallReducer {
-        request_id,
-        reducer: reducer.into(),
-        args: rmp_serde::to_vec(&(text,)).expect("args"),
-    }
-}
-
-/// The next frame that is not a ping, within a deadline.
-async fn next_frame(conn: &mut Conn) -> Frame {
-    loop {
-        let frame = actix_rt::time::timeout(Duration::from_secs(20), conn.next())
-            .await
-            .expect("a frame in time")
-            .expect("stream open")
-            .expect("frame");
-        match frame {
-            Frame::Ping(p) => conn.send(Message::Pong(p)).await.expect("pong"),
-            other => return other,
-        }
-    }
+/// MessagePack arguments `(text,)`.
+fn text(t: &str) -> Vec<u8> {
+    rmp_serde::to_vec(&(t,)).expect("args")
 }
 
 fn texts(tidings: &Tidings) -> Vec<String> {
@@ -87,9 +60,9 @@ fn shutdown_finishes_the_running_call_answers_queued_ones_and_closes_sessions_wi
         common::subscribe_and_wait(&local, &["SELECT * FROM message"]);
 
         GATE.set(false);
-        send(&mut ws, call(1, "hold", "held")).await;
-        send(&mut ws, call(2, "send_message", "queued 1")).await;
-        send(&mut ws, call(3, "send_message", "queued 2")).await;
+        send(&mut ws, call(1, "hold", text("held"))).await;
+        send(&mut ws, call(2, "send_message", text("queued 1"))).await;
+        send(&mut ws, call(3, "send_message", text("queued 2"))).await;
         // Wait until all three are in the transaction actor's hands (one running).
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while tidings.tx_queue_len() < 2 {

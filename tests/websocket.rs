@@ -1,6 +1,8 @@
 //! The WebSocket server over a real loopback socket (port 0): handshake rules, tokens,
 //! subscriptions, reducer results, ordering against an in-process client, malformed input.
 
+mod common;
+
 use std::time::Duration;
 
 use actix_web::web::Bytes;
@@ -16,7 +18,7 @@ use tidings::actors::wire::v2::{
 use tidings::engine::Row;
 use tidings::{Identity, Tidings, demo};
 
-type Conn = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
+use common::wsv2::{Conn, FRAME_WAIT, next, next_binary, send};
 
 async fn start() -> (Tidings, String, String) {
     let tidings = Tidings::builder(demo::chat_module())
@@ -38,38 +40,6 @@ async fn connect(addr: &str, query: &str) -> Conn {
         .await
         .expect("connects");
     conn
-}
-
-async fn send(conn: &mut Conn, msg: ClientMessageWire) {
-    conn.send(Message::Binary(Bytes::from(v2::encode_client(&msg))))
-        .await
-        .expect("send");
-}
-
-/// The next server message, skipping pings; fails after a deadline.
-async fn next(conn: &mut Conn) -> ServerMessageWire<'static> {
-    loop {
-        let frame = tokio_timeout(conn.next())
-            .await
-            .expect("a frame in time")
-            .expect("stream open")
-            .expect("frame");
-        match frame {
-            Frame::Binary(b) => return v2::decode_server(&b).expect("decodes"),
-            Frame::Ping(p) => conn.send(Message::Pong(p)).await.expect("pong"),
-            other => panic!("unexpected frame {other:?}"),
-        }
-    }
-}
-
-async fn tokio_timeout<F: std::future::Future>(f: F) -> Option<F::Output> {
-    let sleep = actix_rt::time::sleep(Duration::from_secs(20));
-    futures::pin_mut!(f);
-    futures::pin_mut!(sleep);
-    match futures::future::select(f, sleep).await {
-        futures::future::Either::Left((v, _)) => Some(v),
-        futures::future::Either::Right(_) => None,
-    }
 }
 
 fn message_rows(tidings: &Tidings, list: &v2::RowList<'_>) -> Vec<Row> {
@@ -398,7 +368,10 @@ fn an_oversized_message_closes_that_connection_only() {
             .await
             .expect("send");
         let closed = loop {
-            match tokio_timeout(big.next()).await.expect("an answer in time") {
+            match actix_rt::time::timeout(FRAME_WAIT, big.next())
+                .await
+                .expect("an answer in time")
+            {
                 Some(Ok(Frame::Close(reason))) => break reason,
                 Some(Ok(Frame::Ping(_))) => continue,
                 None => break None,
@@ -433,22 +406,6 @@ fn an_oversized_message_closes_that_connection_only() {
         ));
         tidings.shutdown();
     });
-}
-
-/// The next binary frame's bytes, skipping pings; fails after a deadline.
-async fn next_raw(conn: &mut Conn) -> Bytes {
-    loop {
-        let frame = tokio_timeout(conn.next())
-            .await
-            .expect("a frame in time")
-            .expect("stream open")
-            .expect("frame");
-        match frame {
-            Frame::Binary(b) => return b,
-            Frame::Ping(p) => conn.send(Message::Pong(p)).await.expect("pong"),
-            other => panic!("unexpected frame {other:?}"),
-        }
-    }
 }
 
 #[test]
@@ -500,7 +457,7 @@ fn sessions_of_one_hub_share_one_encoded_frame_per_commit() {
             .expect("committed");
         let mut frames = Vec::new();
         for c in &mut conns {
-            frames.push(next_raw(c).await);
+            frames.push(next_binary(c).await);
         }
         assert!(
             matches!(

@@ -152,6 +152,21 @@ impl ClientMessage {
             | ClientMessage::V1Unsubscribe { request_id, .. } => *request_id,
         }
     }
+
+    /// The request id of the message, to change (a re-sent request takes a fresh one).
+    pub fn request_id_mut(&mut self) -> &mut RequestId {
+        match self {
+            ClientMessage::Subscribe { request_id, .. }
+            | ClientMessage::Unsubscribe { request_id, .. }
+            | ClientMessage::CallReducer { request_id, .. }
+            | ClientMessage::V1CallReducer { request_id, .. }
+            | ClientMessage::OneOffQuery { request_id, .. }
+            | ClientMessage::V1Subscribe { request_id, .. }
+            | ClientMessage::V1SubscribeSingle { request_id, .. }
+            | ClientMessage::V1SubscribeMulti { request_id, .. }
+            | ClientMessage::V1Unsubscribe { request_id, .. } => request_id,
+        }
+    }
 }
 
 /// One table's rows in an update.

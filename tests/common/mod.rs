@@ -3,6 +3,7 @@
 
 pub mod gate;
 pub mod raw;
+pub mod wsv2;
 
 use std::time::Duration;
 

@@ -310,13 +310,7 @@ async fn call(
     };
     let result = match server.tidings.call_raw(&reducer, args, caller).await {
         Ok(r) => r,
-        Err(TidingsError::Overloaded(n)) => {
-            return error(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("too many requests ({n} in flight); retry later"),
-            );
-        }
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(e) => return refused(e),
     };
     if let Err(resp) = wait_durable(result.durable.clone()).await {
         return *resp;
@@ -329,6 +323,18 @@ async fn call(
         Err(ReducerError::User(e)) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
         Err(ReducerError::Args(e)) => error(StatusCode::BAD_REQUEST, e),
         Err(ReducerError::Internal(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+/// The answer to a request Tidings did not accept: 429 when its queue is full, 503 when
+/// it has stopped.
+fn refused(e: TidingsError) -> HttpResponse {
+    match e {
+        TidingsError::Overloaded(n) => error(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("too many requests ({n} in flight); retry later"),
+        ),
+        e => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
 
@@ -361,13 +367,7 @@ async fn dml(server: &Server, sql: &str) -> HttpResponse {
         Ok(Err(e @ DmlError::Commit(_))) => {
             return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
         }
-        Err(TidingsError::Overloaded(n)) => {
-            return error(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("too many requests ({n} in flight); retry later"),
-            );
-        }
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(e) => return refused(e),
     };
     if let Err(resp) = wait_durable(done.durable.clone()).await {
         return *resp;

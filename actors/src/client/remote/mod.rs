@@ -310,20 +310,6 @@ fn set_of(message: &ClientMessage) -> Option<(QuerySetId, bool)> {
     }
 }
 
-fn with_request_id(message: &mut ClientMessage, id: RequestId) {
-    match message {
-        ClientMessage::Subscribe { request_id, .. }
-        | ClientMessage::Unsubscribe { request_id, .. }
-        | ClientMessage::CallReducer { request_id, .. }
-        | ClientMessage::V1CallReducer { request_id, .. }
-        | ClientMessage::OneOffQuery { request_id, .. }
-        | ClientMessage::V1Subscribe { request_id, .. }
-        | ClientMessage::V1SubscribeSingle { request_id, .. }
-        | ClientMessage::V1SubscribeMulti { request_id, .. }
-        | ClientMessage::V1Unsubscribe { request_id, .. } => *request_id = id,
-    }
-}
-
 /// A connection's WebSocket side.
 pub(crate) struct RemoteLink {
     config: Arc<RemoteConfig>,
@@ -511,7 +497,7 @@ impl RemoteLink {
                 s.applied.take().map(|m| (m, true)).into_iter().collect();
             again.append(&mut s.sent);
             for (mut m, replaces) in again {
-                with_request_id(&mut m, next_request());
+                *m.request_id_mut() = next_request();
                 let sent = self
                     .config
                     .codec
