@@ -117,11 +117,6 @@ impl Session {
         }
     }
 
-    /// Requests this connection has waiting in the transaction actor's queue (a gauge).
-    pub fn in_flight(&self) -> usize {
-        self.in_flight.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
     /// Ends the session: the server forgets its query sets; its queue stops filling.
     pub fn close(&self) {
         self.tidings.forward_unchecked(ManagerRequest::Disconnect {

@@ -265,13 +265,13 @@ impl Handler<RunDml> for TransactionActor {
 
     fn handle(&mut self, msg: RunDml, _: &mut Self::Context) -> Self::Result {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if self.stopping.load(Ordering::Acquire) {
+            return Err(DmlError::Commit(SHUTTING_DOWN.into()));
+        }
         let caller = Caller {
             identity: msg.caller,
             is_owner: msg.caller == Identity::ZERO,
         };
-        if self.stopping.load(Ordering::Acquire) {
-            return Err(DmlError::Commit(SHUTTING_DOWN.into()));
-        }
         let statement = dml::compile(&msg.sql, &self.ds.schema(), caller)?;
         let mut tx = self.ds.begin_mut_tx();
         tx.set_meta(TxMeta {

@@ -231,7 +231,8 @@ impl Inner {
             if w.shut {
                 continue;
             }
-            let dropped = w.queue.dropped_reason().is_some() || w.queue.is_closed();
+            // Dropped by its hub, finished by shutdown, or closed: it should be gone.
+            let dropped = w.queue.is_closed();
             let silent = now_ms.saturating_sub(w.last_heard.load(Ordering::Relaxed)) > heard_limit;
             if !dropped && !silent {
                 w.flagged = None;
