@@ -28,7 +28,9 @@ pub fn row_bytes(schema: &TableSchema, row: &Row) -> Box<[u8]> {
     out.into_boxed_slice()
 }
 
-fn encode_value(v: ValueRef<'_>, out: &mut Vec<u8>) {
+/// Appends the encoding of one present value (an option column's `0x01` tag is the
+/// caller's; a NULL is written as the `0x00` tag alone).
+pub fn encode_value(v: ValueRef<'_>, out: &mut Vec<u8>) {
     // A NULL is the 0x00 tag of its option column; the 0x01 tag of a present value is
     // written by `encode_row`, which knows the column type.
     match v {
@@ -227,6 +229,43 @@ impl<'a> Reader<'a> {
 pub struct StoredRow<'a> {
     schema: &'a TableSchema,
     bytes: &'a [u8],
+    /// Offsets of the leading fixed-width columns ([`fixed_offsets`]), when the maker
+    /// has them; empty otherwise. They turn a column read into one load instead of a
+    /// walk over the columns before it.
+    fixed: &'a [u32],
+}
+
+/// The width in bytes of every value of `ty`, when all have the same.
+fn fixed_width(ty: &AlgebraicType) -> Option<u32> {
+    use AlgebraicType as T;
+    Some(match ty {
+        T::Bool | T::U8 | T::I8 | T::Enum(_) => 1,
+        T::U16 | T::I16 => 2,
+        T::U32 | T::I32 | T::F32 => 4,
+        T::U64 | T::I64 | T::F64 | T::Timestamp => 8,
+        T::U128 | T::I128 => 16,
+        T::Identity => 32,
+        T::String | T::Bytes | T::Option(_) => return None,
+    })
+}
+
+/// The byte offset of each column of `schema` that only fixed-width columns precede:
+/// entry `i` is where column `i` starts in every encoded row. A table whose columns are
+/// all fixed-width (the common case for keys and coordinates) gets one entry per column.
+///
+/// Computed once per table (and per commit for TxData), so that [`StoredRow::column`]
+/// reads a column with one load instead of stepping over the columns before it.
+pub fn fixed_offsets(schema: &TableSchema) -> Box<[u32]> {
+    let mut offsets = Vec::with_capacity(schema.columns.len());
+    let mut at = 0u32;
+    for col in &schema.columns {
+        offsets.push(at);
+        match fixed_width(&col.ty) {
+            Some(w) => at += w,
+            None => break,
+        }
+    }
+    offsets.into_boxed_slice()
 }
 
 impl<'a> StoredRow<'a> {
@@ -253,13 +292,22 @@ impl<'a> StoredRow<'a> {
                 what: "bytes follow the last column",
             });
         }
-        Ok(StoredRow { schema, bytes })
+        Ok(StoredRow {
+            schema,
+            bytes,
+            fixed: &[],
+        })
     }
 
-    /// A row the caller knows to be a checked encoding of `schema` (a stored row).
+    /// A row the caller knows to be a checked encoding of `schema` (a stored row), with
+    /// the schema's [`fixed_offsets`] (or a prefix of them).
     #[inline]
-    pub(crate) fn trusted(schema: &'a TableSchema, bytes: &'a [u8]) -> Self {
-        StoredRow { schema, bytes }
+    pub(crate) fn trusted(schema: &'a TableSchema, fixed: &'a [u32], bytes: &'a [u8]) -> Self {
+        StoredRow {
+            schema,
+            bytes,
+            fixed,
+        }
     }
 
     /// The encoded bytes (row identity is their equality).
@@ -287,18 +335,26 @@ impl<'a> StoredRow<'a> {
         }
     }
 
-    /// The value of column `i` (walks the columns before it).
+    /// The value of column `i`: one load when only fixed-width columns precede it,
+    /// otherwise a walk over the columns from the last fixed offset.
     ///
     /// # Panics
     /// If `i` is not a column of the schema.
     #[inline]
     pub fn column(&self, i: usize) -> ValueRef<'a> {
+        let (from, pos) = match self.fixed.get(i) {
+            Some(&at) => (i, at as usize),
+            None => match self.fixed.last() {
+                Some(&at) => (self.fixed.len() - 1, at as usize),
+                None => (0, 0),
+            },
+        };
         let mut r = Reader {
             bytes: self.bytes,
-            pos: 0,
+            pos,
             checked: false,
         };
-        for col in &self.schema.columns[..i] {
+        for col in &self.schema.columns[from..i] {
             if r.skip(&col.ty).is_err() {
                 corrupt(&self.schema.name);
             }

@@ -27,11 +27,12 @@ use crate::codec;
 use crate::commitlog::{Commitlog, CommitlogError, Durable, LogOptions};
 use crate::error::TxError;
 use crate::migrate::{self, MigrationError, MigrationReport};
+use crate::packed::PackedRows;
 use crate::record::{self, Record, RecordError};
 use crate::row::Row;
 use crate::schema::{Schema, TableId};
 use crate::sequence::Sequences;
-use crate::table::Table;
+use crate::table::{RowId, Table};
 use crate::tx::MutTx;
 use crate::tx_data::{TableUpdate, TxData, TxMeta, TxOffset};
 use crate::value::Timestamp;
@@ -401,18 +402,15 @@ impl Datastore {
                 continue;
             };
             let committed = &tx.committed.tables[i];
-            let inserts: Vec<Row> = t
-                .live_inserts()
-                .filter_map(|id| t.inserts.get(id))
-                .collect();
-            let deletes: Vec<Row> = t
-                .live_deletes()
-                .filter_map(|id| committed.get(id))
-                .collect();
+            let ts = &schema.tables()[i];
+            let fixed = committed.fixed_offsets();
+            let mut stored_inserts = PackedRows::new(ts.clone(), fixed.clone());
+            let mut stored_deletes = PackedRows::new(ts.clone(), fixed.clone());
+            let inserts = collect_rows(&t.inserts, t.live_inserts(), &mut stored_inserts);
+            let deletes = collect_rows(committed, t.live_deletes(), &mut stored_deletes);
             if inserts.is_empty() && deletes.is_empty() {
                 continue;
             }
-            let ts = &schema.tables()[i];
             let truncated = !ts.is_event
                 && !deletes.is_empty()
                 && committed.len() == t.deletes.len()
@@ -423,6 +421,8 @@ impl Datastore {
                 is_event: ts.is_event,
                 inserts: inserts.into(),
                 deletes: deletes.into(),
+                stored_inserts: Arc::new(stored_inserts),
+                stored_deletes: Arc::new(stored_deletes),
                 truncated,
             });
         }
@@ -490,6 +490,28 @@ impl MutTx {
 
     /// Discards every change (sequence values drawn stay drawn).
     pub fn rollback(self) {}
+}
+
+/// The rows of `from` at `ids`, decoded for TxData, and packed into `packed` beside.
+fn collect_rows(
+    from: &Table,
+    ids: impl Iterator<Item = RowId>,
+    packed: &mut PackedRows,
+) -> Vec<Row> {
+    // Ids of rows replaced within the transaction are skipped, so this is at most.
+    let at_most = ids.size_hint().1.unwrap_or(0);
+    let mut rows = Vec::with_capacity(at_most);
+    for id in ids {
+        if let (Some(row), Some(bytes)) = (from.get(id), from.get_bytes(id)) {
+            if rows.is_empty() {
+                // The first row's size is the best guess at the others'.
+                packed.reserve(at_most, bytes.len());
+            }
+            packed.push(bytes);
+            rows.push(row);
+        }
+    }
+    rows
 }
 
 /// A log record that does not fit the state replayed so far.

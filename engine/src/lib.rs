@@ -9,7 +9,8 @@
 //!   packed or value keys).
 //! - [`tx`]: a mutable transaction: per table an insert table and a delete set over the
 //!   committed state; constraint checks; event tables behave as ordinary tables here.
-//! - [`tx_data`]: what a commit produced, per table inserts and deletes, with its offset.
+//! - [`tx_data`]: what a commit produced, per table inserts and deletes, with its offset;
+//!   [`packed`]: the same rows in their stored encoding, back to back.
 //! - [`datastore`]: committed state behind one lock, the commit path (gate, log, merge),
 //!   sequences, read guards, open and replay of a data directory.
 //! - [`commitlog`]: segment files of checksummed records, the fsync writer thread, replay.
@@ -28,6 +29,7 @@ pub mod commitlog;
 pub mod datastore;
 pub mod error;
 pub mod migrate;
+pub mod packed;
 pub mod record;
 pub mod row;
 pub mod schema;
@@ -42,6 +44,7 @@ pub use datastore::{
     Commit, CommitError, CommittedState, Datastore, OpenError, OpenOptions, ReadGuard,
 };
 pub use error::{DecodeError, RowError, SchemaError, TxError};
+pub use packed::PackedRows;
 pub use row::Row;
 pub use schema::{Access, ColId, ColumnDef, IndexDef, Schema, TableId, TableSchema};
 pub use tx::MutTx;

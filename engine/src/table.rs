@@ -544,6 +544,8 @@ fn in_prefix_upper(key: &[Value], prefix: &[Value], upper: &Bound<Value>) -> boo
 #[derive(Debug, Clone)]
 pub struct Table {
     schema: Arc<TableSchema>,
+    /// [`crate::codec::fixed_offsets`] of the schema, lent to every [`StoredRow`] read.
+    fixed: Arc<[u32]>,
     rows: SlotMap<RowId, Box<[u8]>>,
     indexes: Vec<Index>,
     /// Identity lookup for tables without a unique index (see the module doc).
@@ -561,6 +563,7 @@ impl Table {
             .collect();
         let by_bytes = (!schema.indexes.iter().any(|i| i.unique)).then(HashTable::new);
         Table {
+            fixed: crate::codec::fixed_offsets(&schema).into(),
             schema,
             rows: SlotMap::with_key(),
             indexes,
@@ -589,6 +592,11 @@ impl Table {
         self.rows.get(id).map(|b| self.decode(b))
     }
 
+    /// The schema's [`crate::codec::fixed_offsets`], shared.
+    pub(crate) fn fixed_offsets(&self) -> &Arc<[u32]> {
+        &self.fixed
+    }
+
     /// The stored bytes of the row at `id`.
     pub fn get_bytes(&self, id: RowId) -> Option<&[u8]> {
         self.rows.get(id).map(|b| &**b)
@@ -599,7 +607,7 @@ impl Table {
     pub fn stored(&self, id: RowId) -> Option<StoredRow<'_>> {
         self.rows
             .get(id)
-            .map(|b| StoredRow::trusted(&self.schema, b))
+            .map(|b| StoredRow::trusted(&self.schema, &self.fixed, b))
     }
 
     /// All rows as column readers over their stored bytes, in storage order.
@@ -607,6 +615,7 @@ impl Table {
     pub fn stored_rows(&self) -> StoredRows<'_> {
         StoredRows {
             schema: &self.schema,
+            fixed: &self.fixed,
             rows: self.rows.values(),
         }
     }
@@ -768,6 +777,7 @@ impl Table {
 /// The rows of a table as [`StoredRow`]s, in storage order.
 pub struct StoredRows<'a> {
     schema: &'a TableSchema,
+    fixed: &'a [u32],
     rows: slotmap::basic::Values<'a, RowId, Box<[u8]>>,
 }
 
@@ -776,7 +786,9 @@ impl<'a> Iterator for StoredRows<'a> {
 
     #[inline]
     fn next(&mut self) -> Option<StoredRow<'a>> {
-        self.rows.next().map(|b| StoredRow::trusted(self.schema, b))
+        self.rows
+            .next()
+            .map(|b| StoredRow::trusted(self.schema, self.fixed, b))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

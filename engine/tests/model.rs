@@ -3,8 +3,8 @@
 //! The model keeps committed state as a `BTreeSet<Row>` per table and, for the open
 //! transaction, the rows it deleted and the ordered list of rows it made new. After every
 //! operation the engine and the model must agree on success or failure; after every
-//! commit, TxData (inserts in order, deletes as a set, offset) and committed state must
-//! equal what the model predicts. Small value domains make constraint clashes, undeletes
+//! commit, TxData (inserts in order, deletes as a set, offset, packed rows equal to the
+//! decoded ones) and committed state must equal what the model predicts. Small value domains make constraint clashes, undeletes
 //! and in-place updates common.
 
 mod common;
@@ -172,6 +172,12 @@ proptest! {
                     if let Some(tx_data) = &commit.tx_data {
                         offset += 1;
                         prop_assert_eq!(tx_data.offset, offset);
+                        for u in &tx_data.tables {
+                            // The packed rows are the decoded ones, in the same order.
+                            let decoded = |p: &tidings_engine::PackedRows| p.iter().map(|r| r.decode()).collect::<Vec<_>>();
+                            prop_assert_eq!(decoded(&u.stored_inserts), u.inserts.to_vec());
+                            prop_assert_eq!(decoded(&u.stored_deletes), u.deletes.to_vec());
+                        }
                         for t in [PERSON, DAMAGE] {
                             let m = &model[t.idx()];
                             prop_assert_eq!(inserts(tx_data, t), m.new_rows.clone());

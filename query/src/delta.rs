@@ -34,7 +34,7 @@ use std::sync::Arc;
 
 use hashbrown::{HashMap, HashTable};
 use tidings_engine::codec::StoredRow;
-use tidings_engine::{CommittedState, Row, TableUpdate, TxData, Value, ValueRef};
+use tidings_engine::{CommittedState, PackedRows, Row, TableUpdate, TxData, Value, ValueRef};
 
 use crate::check::{Pred, Side};
 use crate::exec::{Columns, NO_LOOKUP, holds_on, probe};
@@ -73,11 +73,25 @@ enum Pick {
 #[derive(Clone, Debug, Default)]
 pub struct DeltaRows {
     /// The returned table's TxData inserts, held only when a pick refers to them (an
-    /// empty delta costs no reference count).
-    inserted: Option<Arc<[Row]>>,
+    /// empty delta costs no reference count), with their packed form when there are
+    /// [`PACKED_FROM`] or more (a small list is encoded from its decoded rows).
+    inserted: Option<HeldList>,
     /// Its TxData deletes, likewise.
-    deleted: Option<Arc<[Row]>>,
+    deleted: Option<HeldList>,
     picks: Vec<Pick>,
+}
+
+/// A TxData row list as a [`DeltaRows`] holds it: decoded, and packed when large.
+type HeldList = (Arc<[Row]>, Option<Arc<PackedRows>>);
+
+/// One row of a delta in the form it is at hand: stored bytes for the commit's own rows,
+/// a decoded row for rows read from the post-state.
+#[derive(Clone, Copy, Debug)]
+pub enum DeltaRow<'a> {
+    /// A row of the commit's TxData, in its stored encoding.
+    Stored(StoredRow<'a>),
+    /// A row read from the post-state.
+    Decoded(&'a Row),
 }
 
 impl DeltaRows {
@@ -85,8 +99,10 @@ impl DeltaRows {
         let refers = |f: fn(&Pick) -> bool| picks.iter().any(f);
         let (inserted, deleted) = match update {
             Some(u) if !picks.is_empty() => (
-                refers(|p| matches!(p, Pick::Inserted(_))).then(|| u.inserts.clone()),
-                refers(|p| matches!(p, Pick::Deleted(_))).then(|| u.deletes.clone()),
+                refers(|p| matches!(p, Pick::Inserted(_)))
+                    .then(|| hold(&u.inserts, &u.stored_inserts)),
+                refers(|p| matches!(p, Pick::Deleted(_)))
+                    .then(|| hold(&u.deletes, &u.stored_deletes)),
             ),
             _ => (None, None),
         };
@@ -97,10 +113,23 @@ impl DeltaRows {
         }
     }
 
+    /// The rows, in order, each in the form cheapest to encode: the commit's own rows of
+    /// a large commit as stored bytes (the filter has just streamed them through the
+    /// cache), those of a small one and rows read from the post-state decoded.
+    pub fn iter_for_encoding(&self) -> impl ExactSizeIterator<Item = DeltaRow<'_>> + '_ {
+        let inserted = self.inserted.as_ref().map(|(r, p)| (&**r, p.as_deref()));
+        let deleted = self.deleted.as_ref().map(|(r, p)| (&**r, p.as_deref()));
+        self.picks.iter().map(move |p| match p {
+            Pick::Inserted(i) => for_encoding(inserted, *i),
+            Pick::Deleted(i) => for_encoding(deleted, *i),
+            Pick::Read(r) => DeltaRow::Decoded(r),
+        })
+    }
+
     fn lists(&self) -> (&[Row], &[Row]) {
         (
-            self.inserted.as_deref().unwrap_or(&[]),
-            self.deleted.as_deref().unwrap_or(&[]),
+            self.inserted.as_ref().map_or(&[], |(r, _)| &**r),
+            self.deleted.as_ref().map_or(&[], |(r, _)| &**r),
         )
     }
 
@@ -132,11 +161,11 @@ impl DeltaRows {
 
     /// The rows, copied out of TxData where shared.
     pub fn into_vec(self) -> Vec<Row> {
-        let (inserted, deleted) = (self.inserted, self.deleted);
-        let (ins, del) = (
-            inserted.as_deref().unwrap_or(&[]),
-            deleted.as_deref().unwrap_or(&[]),
-        );
+        let lists = DeltaRows {
+            picks: Vec::new(),
+            ..self
+        };
+        let (ins, del) = lists.lists();
         self.picks
             .into_iter()
             .map(|p| match p {
@@ -224,6 +253,35 @@ impl<'t> Counts<'t> {
     }
 }
 
+/// From this many rows of one table in one commit on, single-table filters read the
+/// packed rows and encoders transcode them; below it, the decoded rows are as near and
+/// need no schema walk to write.
+const PACKED_FROM: usize = 16;
+
+/// Row `i` of a TxData list (decoded and packed) in the form to encode it from.
+fn for_encoding<'a>(list: Option<(&'a [Row], Option<&'a PackedRows>)>, i: u32) -> DeltaRow<'a> {
+    // `DeltaRows::new` holds a list whenever a pick refers to it.
+    match list.unwrap_or_else(|| missing()) {
+        (_, Some(packed)) => DeltaRow::Stored(packed.get(i as usize)),
+        (rows, None) => DeltaRow::Decoded(&rows[i as usize]),
+    }
+}
+
+/// A TxData list as a [`DeltaRows`] holds it: the packed form only for a large list.
+fn hold(rows: &Arc<[Row]>, packed: &Arc<PackedRows>) -> HeldList {
+    (
+        rows.clone(),
+        (rows.len() >= PACKED_FROM).then(|| packed.clone()),
+    )
+}
+
+/// A pick refers to a TxData list its [`DeltaRows`] does not hold: `DeltaRows::new` holds
+/// every list a pick refers to, so this is a bug here, never bad input.
+#[cold]
+fn missing() -> ! {
+    unreachable!("a delta row refers to a TxData list the delta does not hold")
+}
+
 fn position(i: usize) -> u32 {
     // TxData of one commit is held in memory as a slice; more than 2^32 rows of one table
     // in one commit cannot be built on any machine this runs on.
@@ -248,11 +306,27 @@ pub fn evaluate_delta(plan: &Plan, state: &CommittedState, tx: &TxData) -> Query
         deletes: DeltaRows::new(deletes, update),
     };
     let Some(join) = &plan.join else {
-        let matching = |rows: &[Row], picks: &mut Vec<Pick>, pick: fn(u32) -> Pick| {
-            // A large commit sizes the list for all its rows at once rather than regrowing
-            // it; a small one allocates only if a row passes.
-            if rows.len() > 16 {
-                picks.reserve_exact(rows.len());
+        // A large commit's rows are filtered in their packed form: a few contiguous
+        // kilobytes, read through the byte filter, where the decoded rows are one
+        // allocation each (see `tidings_engine::packed`). A small commit's are filtered
+        // decoded, which leaves them in cache for the encoder (`iter_for_encoding`).
+        let matching = |rows: &[Row],
+                        packed: Option<&PackedRows>,
+                        picks: &mut Vec<Pick>,
+                        pick: fn(u32) -> Pick| {
+            // `rows.len()` decides first: asking the packed list or the plan's byte
+            // filter may cost a small commit a cache miss each.
+            if rows.len() >= PACKED_FROM
+                && let (Some(packed), Some(bytes)) = (packed, plan.byte_filter())
+            {
+                // Sized for all rows at once rather than regrown.
+                picks.reserve_exact(packed.len());
+                for (i, r) in packed.iter().enumerate() {
+                    if bytes.holds(&r) {
+                        picks.push(pick(position(i)));
+                    }
+                }
+                return;
             }
             for (i, r) in rows.iter().enumerate() {
                 if holds_on(filter, r, NO_LOOKUP) {
@@ -261,8 +335,12 @@ pub fn evaluate_delta(plan: &Plan, state: &CommittedState, tx: &TxData) -> Query
             }
         };
         let (mut inserts, mut deletes) = (Vec::new(), Vec::new());
-        matching(r_ins, &mut inserts, Pick::Inserted);
-        matching(r_del, &mut deletes, Pick::Deleted);
+        let (p_ins, p_del) = (
+            update.map(|u| &*u.stored_inserts),
+            update.map(|u| &*u.stored_deletes),
+        );
+        matching(r_ins, p_ins, &mut inserts, Pick::Inserted);
+        matching(r_del, p_del, &mut deletes, Pick::Deleted);
         return delta(inserts, deletes);
     };
     let (s_ins, s_del): (&[Row], &[Row]) = tx

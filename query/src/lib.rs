@@ -11,7 +11,9 @@
 //! 4. [`exec`]: full evaluation against committed state (initial rows, one-off queries),
 //!    reading stored rows in place ([`exec::evaluate_stored`]).
 //! 5. [`delta`]: incremental evaluation of one commit's TxData against the post-state;
-//!    a [`QueryDelta`] shares the commit's rows instead of copying them.
+//!    a [`QueryDelta`] shares the commit's rows instead of copying them. A single-table
+//!    query filters the commit's packed rows through its [`bytefilter`], compiled with
+//!    the plan: equalities on fixed-offset columns become byte comparisons.
 //!
 //! Beside the pipeline:
 //! - [`registry`] shares equal queries and prunes, per commit, the queries a commit
@@ -32,6 +34,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod builder;
+pub mod bytefilter;
 pub mod check;
 pub mod delta;
 pub mod dml;
@@ -43,7 +46,7 @@ pub mod rls;
 pub mod view;
 
 pub use check::{Caller, CheckError, Pred, Side, Source, TypedQuery};
-pub use delta::{DeltaRows, QueryDelta, evaluate_delta};
+pub use delta::{DeltaRow, DeltaRows, QueryDelta, evaluate_delta};
 pub use exec::{evaluate, evaluate_rows, evaluate_stored};
 pub use parse::error::ParseError;
 pub use plan::{EVENT_LOOKUP_ERROR, Plan, PlanError, QueryKey};

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use thiserror::Error;
 use tidings_engine::{ColId, Schema, TableId, TableSchema, Value};
 
+use crate::bytefilter::ByteFilter;
 use crate::check::{Pred, Side, Source, TypedQuery};
 use crate::parse::ast::CmpOp;
 
@@ -119,12 +120,19 @@ pub struct Plan {
     pub returned_access: Access,
     /// The join, for semijoins.
     pub join: Option<JoinPlan>,
+    /// The filter compiled against the stored row layout, for single-table queries.
+    byte_filter: Option<ByteFilter>,
 }
 
 impl Plan {
     /// The sharing key.
     pub fn key(&self) -> &QueryKey {
         &self.key
+    }
+
+    /// The filter of a single-table query in its stored-bytes form.
+    pub fn byte_filter(&self) -> Option<&ByteFilter> {
+        self.byte_filter.as_ref()
     }
 
     /// The normalized predicate.
@@ -240,7 +248,11 @@ pub fn plan(query: TypedQuery, schema: &Schema, schema_version: u64) -> Result<P
             })
         }
     };
+    let byte_filter = join
+        .is_none()
+        .then(|| ByteFilter::compile(&query.filter, returned));
     Ok(Plan {
+        byte_filter,
         returned_name: returned.name.clone(),
         returns_event: returned.is_event,
         reads_event,

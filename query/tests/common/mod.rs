@@ -1218,6 +1218,24 @@ pub fn op_seed() -> impl Strategy<Value = OpSeed> {
     ]
 }
 
+/// One transaction's operations: mostly a few on any table, sometimes a bulk of them on
+/// one table, so that commits with many rows of one table (which incremental evaluation
+/// reads in packed form) are common too.
+pub fn tx_seed() -> impl Strategy<Value = Vec<OpSeed>> {
+    prop_oneof![
+        3 => prop::collection::vec(op_seed(), 0..=6),
+        1 => (any::<u8>(), prop::collection::vec(op_seed(), 30..=60)).prop_map(|(t, ops)| {
+            ops.into_iter()
+                .map(|op| match op {
+                    OpSeed::Insert { id, vals, .. } => OpSeed::Insert { table: t, id, vals },
+                    OpSeed::Update { id, vals, .. } => OpSeed::Update { table: t, id, vals },
+                    OpSeed::Delete { id, .. } => OpSeed::Delete { table: t, id },
+                })
+                .collect()
+        }),
+    ]
+}
+
 /// The row of `table` with primary key `id` and column values chosen by `vals`.
 pub fn make_row(table: &TableInfo, id: u64, vals: &[u8; VALUE_SEEDS]) -> Row {
     let mut values = vec![Value::U64(id)];
@@ -1320,7 +1338,7 @@ pub fn case_strategy(allow_events: bool) -> impl Strategy<Value = Case> {
         schema_strategy(allow_events),
         prop::collection::vec(query_seed(), 4..=10),
         prop::collection::vec(op_seed(), 6..=20),
-        prop::collection::vec(prop::collection::vec(op_seed(), 0..=6), 3..=16),
+        prop::collection::vec(tx_seed(), 3..=16),
     )
         .prop_map(|(schema, queries, seed, txs)| Case {
             schema,
