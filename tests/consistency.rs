@@ -1,19 +1,20 @@
 //! Consistency under concurrency: writers commit from several threads while subscribers
 //! join mid-stream. The oracle is the sequence of TxData the writers got back: folding it
-//! gives the table's state at every offset. Every subscriber must see strictly increasing
-//! offsets, all after its snapshot, and its cache after the update at offset k must equal
-//! its query evaluated on the state at k.
+//! gives every persistent table's state at every offset. Every subscriber must see
+//! strictly increasing offsets, all after its snapshot, and its cache after the update at
+//! offset k must equal its query evaluated on the state at k (a semijoin by a nested loop
+//! over the two tables, not by the engine).
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
 use parking_lot::Mutex;
-use tidings::engine::{Row, TxData};
+use tidings::engine::{Row, TableId, TxData};
 use tidings::{Identity, Tidings};
 
 const WRITERS: u64 = 3;
@@ -25,7 +26,7 @@ struct Log {
     states: Vec<(u64, Vec<Row>)>,
 }
 
-fn subscriber(t: Tidings, query: String, stop: Arc<AtomicBool>) -> Log {
+fn subscriber(t: Tidings, query: String, table: String, stop: Arc<AtomicBool>) -> Log {
     let conn = t.connect();
     let applied = Arc::new(Mutex::new(None));
     let a = applied.clone();
@@ -61,7 +62,7 @@ fn subscriber(t: Tidings, query: String, stop: Arc<AtomicBool>) -> Log {
         }
         let now = conn.last_offset();
         if now != last {
-            let mut rows: Vec<Row> = conn.rows("message");
+            let mut rows: Vec<Row> = conn.rows(&table);
             rows.sort();
             log.states.push((now, rows));
             last = now;
@@ -71,58 +72,163 @@ fn subscriber(t: Tidings, query: String, stop: Arc<AtomicBool>) -> Log {
     log
 }
 
+fn sender(w: u64) -> Identity {
+    Identity::from_u64(100 + w)
+}
+
+/// One writer call: reducer, MessagePack arguments, caller.
+type Call = (&'static str, Vec<u8>, Identity);
+
+fn send_message(w: u64, j: usize) -> Call {
+    let args = tidings::actors::module::encode_args(&(format!("w{w}-{j}"),)).expect("args");
+    ("send_message", args, sender(w))
+}
+
 #[test]
 fn subscribers_joining_mid_stream_see_exactly_the_commits_after_their_snapshot() {
+    check(
+        &[],
+        send_message,
+        vec![
+            "SELECT * FROM message".into(),
+            format!(
+                "SELECT * FROM message WHERE sender = X'{}'",
+                sender(0).to_hex()
+            ),
+            format!(
+                "SELECT * FROM message WHERE sender = X'{}' OR id < 20",
+                sender(1).to_hex()
+            ),
+            "SELECT * FROM message WHERE id >= 40".into(),
+        ],
+    );
+}
+
+/// Point queries only: most commits change no registered query, so the transaction
+/// actor lets the next commit through the gate without waiting for the manager, while
+/// subscribers keep joining. Their snapshots and updates must stay exact.
+#[test]
+fn commits_that_change_no_query_skip_the_gate_without_breaking_consistency() {
+    check(
+        &[],
+        send_message,
+        vec![
+            format!(
+                "SELECT * FROM message WHERE sender = X'{}'",
+                sender(0).to_hex()
+            ),
+            "SELECT * FROM message WHERE id = 7".into(),
+            "SELECT * FROM message WHERE id = 150".into(),
+            format!(
+                "SELECT * FROM message WHERE sender = X'{}' AND id = 90",
+                sender(1).to_hex()
+            ),
+        ],
+    );
+}
+
+/// Semijoins read the post-state, so here the commit gate matters: messages and zone
+/// moves race, and the manager must evaluate each commit against exactly its own
+/// post-state. Writer 2 deals damage into an event table nobody subscribes to, so its
+/// commits skip the gate in between.
+#[test]
+fn semijoins_see_each_commits_own_post_state() {
+    let join = |w: u64| {
+        let args =
+            tidings::actors::module::encode_args(&(format!("p{w}"), (w % 2) as u32)).expect("args");
+        ("join", args, sender(w))
+    };
+    let write = |w: u64, j: usize| -> Call {
+        match (w, j % 2) {
+            (2, _) => {
+                let hits = vec![(sender(0), j as u32)];
+                let args = tidings::actors::module::encode_args(&hits).expect("args");
+                ("deal", args, sender(w))
+            }
+            (_, 0) => send_message(w, j),
+            _ => {
+                let zone = ((j / 2) as u32 + w as u32) % 3;
+                let args = tidings::actors::module::encode_args(&(zone,)).expect("args");
+                ("move", args, sender(w))
+            }
+        }
+    };
+    check(
+        &[join(0), join(1), join(2)],
+        write,
+        vec![
+            "SELECT message.* FROM message JOIN player ON message.sender = player.identity WHERE player.zone = 1".into(),
+            "SELECT player.* FROM player JOIN message ON player.identity = message.sender WHERE message.id >= 30".into(),
+            "SELECT * FROM player WHERE zone = 2".into(),
+            "SELECT message.* FROM message JOIN player ON message.sender = player.identity WHERE player.zone = 0 AND message.id < 100".into(),
+        ],
+    );
+}
+
+/// Every persistent table's rows, by table.
+type Tables = BTreeMap<TableId, BTreeSet<Row>>;
+
+/// Runs `setup` calls, then `WRITERS` threads making `CALLS` calls each (`write(w, j)`),
+/// while one subscriber per query joins after every 40 commits; each subscriber's log
+/// must match the oracle.
+fn check(setup: &[Call], write: fn(u64, usize) -> Call, queries: Vec<String>) {
     let t = start();
     let stop = Arc::new(AtomicBool::new(false));
     let history: Arc<Mutex<Vec<Arc<TxData>>>> = Arc::default();
-    let sender = |w: u64| Identity::from_u64(100 + w);
-    let queries: Vec<String> = vec![
-        "SELECT * FROM message".into(),
-        format!(
-            "SELECT * FROM message WHERE sender = X'{}'",
-            sender(0).to_hex()
-        ),
-        format!(
-            "SELECT * FROM message WHERE sender = X'{}' OR id < 20",
-            sender(1).to_hex()
-        ),
-        "SELECT * FROM message WHERE id >= 40".into(),
-    ];
+    // A call that changed nothing (a move to the zone a player is in) has no commit.
+    let call = |t: &Tidings, (reducer, args, caller): Call| -> Option<Arc<TxData>> {
+        let r = futures::executor::block_on(t.call_raw(reducer, args, caller)).expect("call");
+        r.outcome.unwrap_or_else(|e| panic!("{reducer}: {e:?}"));
+        r.tx_data
+    };
+    for c in setup {
+        history.lock().extend(call(&t, c.clone()));
+    }
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| {
             let (t, history) = (t.clone(), history.clone());
             std::thread::spawn(move || {
                 for j in 0..CALLS {
-                    let args = tidings::actors::module::encode_args(&(format!("w{w}-{j}"),))
-                        .expect("args");
-                    let r =
-                        futures::executor::block_on(t.call_raw("send_message", args, sender(w)))
-                            .expect("call");
-                    r.outcome.expect("reducer ok");
-                    history.lock().push(r.tx_data.expect("a commit"));
+                    let tx = call(&t, write(w, j));
+                    history.lock().extend(tx);
                 }
             })
         })
         .collect();
+    let schema = t.datastore().schema();
+    let owner = tidings::query::Caller {
+        identity: Identity::ZERO,
+        is_owner: true,
+    };
+    let plans: Vec<_> = queries
+        .iter()
+        .map(|q| {
+            tidings::query::compile(q, &schema, 1, owner)
+                .expect("compiles")
+                .remove(0)
+        })
+        .collect();
     // Subscribers join while the writers run.
     let mut subs = Vec::new();
-    for (i, q) in queries.iter().enumerate() {
-        while history.lock().len() < i * 40 {
+    for (i, (q, plan)) in queries.iter().zip(&plans).enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while history.lock().len() < setup.len() + i * 40 {
+            // A writer that failed never gets there; its panic is reported at the join.
+            if Instant::now() > deadline || writers.iter().any(|w| w.is_finished()) {
+                break;
+            }
             std::thread::yield_now();
         }
+        let table = plan.returned_table_name().to_string();
         let (t, q, stop) = (t.clone(), q.clone(), stop.clone());
-        subs.push((
-            q.clone(),
-            std::thread::spawn(move || subscriber(t, q, stop)),
-        ));
+        subs.push(std::thread::spawn(move || subscriber(t, q, table, stop)));
     }
     for w in writers {
         w.join().expect("writer");
     }
     stop.store(true, Ordering::SeqCst);
 
-    // The oracle: the message table after every offset.
+    // The oracle: every persistent table after every offset.
     let mut history = history.lock().clone();
     history.sort_by_key(|tx| tx.offset);
     let offsets: Vec<u64> = history.iter().map(|tx| tx.offset).collect();
@@ -131,37 +237,31 @@ fn subscribers_joining_mid_stream_see_exactly_the_commits_after_their_snapshot()
         (1..=offsets.len() as u64).collect::<Vec<_>>(),
         "dense offsets"
     );
-    let mut state: BTreeMap<Row, ()> = BTreeMap::new();
-    let mut at: Vec<Vec<Row>> = vec![Vec::new()];
+    let mut state = Tables::new();
+    let mut at: Vec<Tables> = vec![Tables::new()];
     for tx in &history {
-        for u in &tx.tables {
+        for u in tx.tables.iter().filter(|u| !u.is_event) {
+            let rows = state.entry(u.table_id).or_default();
             for r in u.deletes.iter() {
-                state.remove(r);
+                rows.remove(r);
             }
-            for r in u.inserts.iter() {
-                state.insert(r.clone(), ());
-            }
+            rows.extend(u.inserts.iter().cloned());
         }
-        at.push(state.keys().cloned().collect());
+        at.push(state.clone());
     }
-    let schema = t.datastore().schema();
-    for (q, handle) in subs {
+    for ((q, plan), handle) in queries.iter().zip(&plans).zip(subs) {
         let log = handle.join().expect("subscriber thread");
-        let plan = tidings::query::compile(
-            &q,
-            &schema,
-            1,
-            tidings::query::Caller {
-                identity: Identity::ZERO,
-                is_owner: true,
-            },
-        )
-        .expect("compiles")
-        .remove(0);
         let eval = |k: u64| -> Vec<Row> {
-            let mut v: Vec<Row> = at[k as usize]
-                .iter()
-                .filter(|r| tidings::query::exec::holds(plan.filter(), r, None))
+            let tables = &at[k as usize];
+            let rows_of = |t: TableId| tables.get(&t).into_iter().flatten();
+            let mut v: Vec<Row> = rows_of(plan.returned_table())
+                .filter(|r| match &plan.join {
+                    None => tidings::query::exec::holds(plan.filter(), r, None),
+                    Some(j) => rows_of(j.lookup).any(|s| {
+                        r[j.returned_col.idx()] == s[j.lookup_col.idx()]
+                            && tidings::query::exec::holds(plan.filter(), r, Some(s))
+                    }),
+                })
                 .cloned()
                 .collect();
             v.sort();

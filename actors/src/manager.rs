@@ -3,10 +3,12 @@
 //!
 //! It is the only emitter of server-to-client messages, and emits them in offset order:
 //! requests reach it through the transaction actor's FIFO, interleaved with commits
-//! exactly as they happened. For each commit it reads the post-state (the commit gate
-//! keeps the next merge waiting until it acknowledges the offset), asks the registry
-//! which queries the commit can change, evaluates each of those once, wraps each delta
-//! in one shared `Arc`, and sends one broadcast per hub that has an interested session.
+//! exactly as they happened. The transaction actor asks the shared registry, right after
+//! each merge, which queries the commit can change ([`gate_bypass`]). For a commit that
+//! changes some, the manager reads the post-state (the commit gate keeps the next merge
+//! waiting until it acknowledges the offset), evaluates each of those queries once, wraps
+//! each delta in one shared `Arc`, and sends one broadcast per hub that has an interested
+//! session. A commit that changes none does not wait for the manager at all.
 //!
 //! A query set registered from a snapshot at offset O receives exactly the commits after
 //! O: the snapshot and the registration happen under one read guard, and the hub skips
@@ -64,6 +66,39 @@ pub struct Committed {
     pub call: Option<CallInfo>,
     /// Durability ticket of the commit.
     pub durable: Option<Durable>,
+    /// The registered queries the commit can change, found by the transaction actor
+    /// right after the merge. Empty means nobody needs this commit's post-state, and the
+    /// transaction actor has already let the next commit through the gate.
+    pub affected: Vec<QueryId>,
+}
+
+/// The registry, shared by the manager (which registers and evaluates queries) and the
+/// transaction actor (which asks it, right after each merge, whether any query needs
+/// that commit's post-state; see [`gate_bypass`]).
+///
+/// # Why the transaction actor may skip the gate
+///
+/// The gate holds commit N+1's merge until the manager has evaluated commit N against
+/// N's post-state. A commit that changes no registered query needs no evaluation, so the
+/// transaction actor acknowledges it itself and the next commit merges without waiting
+/// for the manager to wake up (two cross-thread wake-ups per commit otherwise). This is
+/// sound because the manager registers a query under a read guard of the committed
+/// state: a query registered from a snapshot before N was in the registry before N could
+/// merge (so the check after the merge sees it), and one registered from a snapshot at N
+/// or later never receives N (its hub skips offsets up to its snapshot).
+pub type SharedRegistry = Arc<parking_lot::RwLock<Registry>>;
+
+/// What the transaction actor does right after merging `tx`: the queries it can change,
+/// and, when there are none, the gate opened for the next commit at once.
+pub fn gate_bypass(ds: &Datastore, registry: &SharedRegistry, tx: &TxData) -> Vec<QueryId> {
+    let affected = {
+        let state = ds.read();
+        registry.read().affected(tx, &state)
+    };
+    if affected.is_empty() {
+        ds.acknowledge_evaluated(tx.offset);
+    }
+    affected
 }
 
 /// Requests handled by the manager, always routed through the transaction actor.
@@ -139,7 +174,7 @@ pub(crate) fn client_bytes() -> usize {
 /// The subscription manager actor.
 pub struct SubscriptionManager {
     ds: Datastore,
-    registry: Registry,
+    registry: SharedRegistry,
     hubs: Vec<Addr<Hub>>,
     clients: HashMap<ConnectionId, ClientEntry>,
     /// For each query, how many query sets on each hub hold it.
@@ -154,9 +189,10 @@ pub struct SubscriptionManager {
 }
 
 impl SubscriptionManager {
-    /// A manager over `ds` delivering through `hubs`.
+    /// A manager over `ds` delivering through `hubs`, keeping its queries in `registry`.
     pub fn new(
         ds: Datastore,
+        registry: SharedRegistry,
         hubs: Vec<Addr<Hub>>,
         metrics: Arc<Metrics>,
         confirmed_reads: bool,
@@ -164,7 +200,7 @@ impl SubscriptionManager {
     ) -> Self {
         SubscriptionManager {
             ds,
-            registry: Registry::new(),
+            registry,
             hubs,
             clients: HashMap::new(),
             query_hubs: HashMap::new(),
@@ -270,7 +306,7 @@ impl SubscriptionManager {
         let tx_offset = state.offset();
         for plan in plans {
             let returns_event = plan.returns_event_table();
-            let id = self.registry.register(plan, &state);
+            let id = self.registry.write().register(plan, &state);
             self.add_query_hub(id, hub);
             // One snapshot per query and offset, shared by every subscriber asking for it
             // before the next commit (a subscribe storm evaluates each query once).
@@ -278,7 +314,8 @@ impl SubscriptionManager {
             let snapshot = match self.snapshots.get(&id) {
                 Some((offset, u)) if *offset == tx_offset => u.clone(),
                 _ => {
-                    let Some(plan) = self.registry.plan(id) else {
+                    let registry = self.registry.read();
+                    let Some(plan) = registry.plan(id) else {
                         continue;
                     };
                     let rows = evaluate_rows(plan, &state);
@@ -302,7 +339,7 @@ impl SubscriptionManager {
         drop(state);
         self.metrics
             .queries
-            .store(self.registry.len() as u64, Ordering::Relaxed);
+            .store(self.registry.read().len() as u64, Ordering::Relaxed);
         if let Some(c) = self.clients.get_mut(&connection) {
             c.sets.insert(query_set_id, set.clone());
         }
@@ -340,7 +377,7 @@ impl SubscriptionManager {
                 self.query_hubs.remove(&id);
             }
         }
-        if self.registry.unregister(id) {
+        if self.registry.write().unregister(id) {
             // An id may be reused by a different query after this.
             self.snapshots.remove(&id);
         }
@@ -370,10 +407,11 @@ impl SubscriptionManager {
             return;
         };
         let state = self.ds.read();
+        let registry = self.registry.read();
         let tables = send_rows.then(|| {
             set.iter()
                 .filter_map(|q| {
-                    let plan = self.registry.plan(q.id)?;
+                    let plan = registry.plan(q.id)?;
                     let rows = evaluate_rows(plan, &state);
                     (!rows.is_empty()).then(|| {
                         TableUpdate::new(
@@ -388,13 +426,14 @@ impl SubscriptionManager {
                 .collect()
         });
         let tx_offset = state.offset();
+        drop(registry);
         drop(state);
         for q in &set {
             self.drop_query(q.id, hub);
         }
         self.metrics
             .queries
-            .store(self.registry.len() as u64, Ordering::Relaxed);
+            .store(self.registry.read().len() as u64, Ordering::Relaxed);
         self.hubs[hub].do_send(HubUnsubscribed {
             connection,
             query_set_id,
@@ -496,14 +535,20 @@ impl SubscriptionManager {
         }
         let mut updates = HashMap::new();
         let (tx_offset, timestamp) = match &msg.tx_data {
+            Some(tx) if msg.affected.is_empty() => {
+                // Nobody's result changes: the transaction actor has already opened the
+                // gate, and the state may be past this commit now, so nothing is read.
+                (Some(tx.offset), tx.timestamp)
+            }
             Some(tx) => {
                 let state = self.ds.read();
-                let affected = self.registry.affected(tx, &state);
+                let registry = self.registry.read();
                 self.metrics
                     .evaluations
-                    .fetch_add(affected.len() as u64, Ordering::Relaxed);
-                for id in affected {
-                    let Some(plan) = self.registry.plan(id) else {
+                    .fetch_add(msg.affected.len() as u64, Ordering::Relaxed);
+                for &id in &msg.affected {
+                    // A query dropped since the transaction actor looked is gone here.
+                    let Some(plan) = registry.plan(id) else {
                         continue;
                     };
                     let delta = evaluate_delta(plan, &state, tx);
@@ -525,6 +570,7 @@ impl SubscriptionManager {
                         TableUpdate::new(plan.returned_table_name().clone(), rows),
                     );
                 }
+                drop(registry);
                 drop(state);
                 // The next commit may merge only now: its evaluation must not see it early.
                 self.ds.acknowledge_evaluated(tx.offset);
@@ -619,7 +665,7 @@ impl SubscriptionManager {
         self.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
         self.metrics
             .queries
-            .store(self.registry.len() as u64, Ordering::Relaxed);
+            .store(self.registry.read().len() as u64, Ordering::Relaxed);
         self.hubs[client.hub].do_send(HubDetach { connection });
     }
 }

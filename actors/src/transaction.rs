@@ -7,7 +7,9 @@
 //! request passes through its FIFO, in arrival order: reducer calls are run, while
 //! subscribe, unsubscribe and one-off requests are forwarded to the subscription manager
 //! in the same stream as the commits, so the manager sees them in exactly the order the
-//! client sent them relative to every commit.
+//! client sent them relative to every commit. After each merge it asks the manager's
+//! registry whether any query needs the commit's post-state; when none does it opens the
+//! commit gate itself, so commits nobody subscribes to never wait for the manager.
 //!
 //! A reducer that panics is caught: its transaction is rolled back, the caller gets an
 //! internal error, and the actor lives on. The queue is bounded by an in-flight counter
@@ -24,7 +26,9 @@ use tidings_engine::{Datastore, Identity, Timestamp, TxData, TxMeta, TxOffset};
 use tidings_query::Caller;
 use tidings_query::dml::{self, DmlError};
 
-use crate::manager::{CallInfo, Committed, ManagerRequest, SubscriptionManager};
+use crate::manager::{
+    CallInfo, Committed, ManagerRequest, SharedRegistry, SubscriptionManager, gate_bypass,
+};
 use crate::messages::{CallReducerFlags, ConnectionId, ReducerStatus, RequestId};
 use crate::metrics::Metrics;
 use crate::module::{Db, Module, ReducerContext, ReducerError};
@@ -122,6 +126,8 @@ pub struct TransactionActor {
     ds: Datastore,
     module: Arc<Module>,
     manager: Addr<SubscriptionManager>,
+    /// The manager's registry, asked after each merge whether the commit needs the gate.
+    registry: SharedRegistry,
     in_flight: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
     /// Set by graceful shutdown: queued calls are answered with an error, not run.
@@ -137,6 +143,7 @@ impl TransactionActor {
         ds: Datastore,
         module: Arc<Module>,
         manager: Addr<SubscriptionManager>,
+        registry: SharedRegistry,
         in_flight: Arc<AtomicUsize>,
         metrics: Arc<Metrics>,
         stopping: Arc<AtomicBool>,
@@ -145,10 +152,17 @@ impl TransactionActor {
             ds,
             module,
             manager,
+            registry,
             in_flight,
             metrics,
             stopping,
         }
+    }
+
+    /// The queries the just-merged commit `tx` can change; none opens the gate at once.
+    fn affected(&self, tx: Option<&TxData>) -> Vec<tidings_query::QueryId> {
+        tx.map(|tx| gate_bypass(&self.ds, &self.registry, tx))
+            .unwrap_or_default()
     }
 
     /// Runs a reducer to commit or rollback. Plain method: the handler stays thin.
@@ -249,11 +263,13 @@ impl Handler<CallReducer> for TransactionActor {
             },
         });
         if result.tx_data.is_some() || call.is_some() {
+            let affected = self.affected(result.tx_data.as_deref());
             // Sent after the merge, so the manager reads exactly this commit's post-state.
             self.manager.do_send(Committed {
                 tx_data: result.tx_data.clone(),
                 call,
                 durable: result.durable.clone(),
+                affected,
             });
         }
         MessageResult(result)
@@ -290,10 +306,12 @@ impl Handler<RunDml> for TransactionActor {
             durable: commit.durable().cloned(),
         };
         if commit.tx_data.is_some() {
+            let affected = self.affected(commit.tx_data.as_deref());
             self.manager.do_send(Committed {
                 tx_data: commit.tx_data,
                 call: None,
                 durable: done.durable.clone(),
+                affected,
             });
         }
         Ok(done)
