@@ -68,7 +68,8 @@ pub struct Committed {
     pub durable: Option<Durable>,
     /// The registered queries the commit can change, found by the transaction actor
     /// right after the merge. Empty means nobody needs this commit's post-state, and the
-    /// transaction actor has already let the next commit through the gate.
+    /// transaction actor has already let the next commit through the gate; such a commit
+    /// reaches the manager only to answer the connection that made the call.
     pub affected: Vec<QueryId>,
 }
 

@@ -262,8 +262,10 @@ impl Handler<CallReducer> for TransactionActor {
                 }
             },
         });
-        if result.tx_data.is_some() || call.is_some() {
-            let affected = self.affected(result.tx_data.as_deref());
+        let affected = self.affected(result.tx_data.as_deref());
+        // A commit nobody's result changes, made by no connection, has nothing for the
+        // manager to send, and the gate is already open: it is not woken for it.
+        if !affected.is_empty() || call.is_some() {
             // Sent after the merge, so the manager reads exactly this commit's post-state.
             self.manager.do_send(Committed {
                 tx_data: result.tx_data.clone(),
@@ -305,8 +307,8 @@ impl Handler<RunDml> for TransactionActor {
             tx_offset: commit.offset(),
             durable: commit.durable().cloned(),
         };
-        if commit.tx_data.is_some() {
-            let affected = self.affected(commit.tx_data.as_deref());
+        let affected = self.affected(commit.tx_data.as_deref());
+        if !affected.is_empty() {
             self.manager.do_send(Committed {
                 tx_data: commit.tx_data,
                 call: None,
