@@ -17,9 +17,11 @@
 //! updates. Event rows never enter the cache: each distinct event row of a table fires
 //! once per transaction, however many query sets delivered it.
 
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use hashbrown::{HashMap, HashSet};
+use hashbrown::hash_table::Entry;
+use hashbrown::{DefaultHashBuilder, HashMap, HashSet, HashTable};
 use smallvec::SmallVec;
 use tidings_engine::{Row, Schema, TableSchema};
 
@@ -59,7 +61,11 @@ struct Held {
 struct TableCache {
     name: Arc<str>,
     schema: Arc<TableSchema>,
-    rows: HashMap<Row, Held>,
+    /// Rows with their counts, hashed by `hasher`: a hash table rather than a map so that
+    /// applying a row hashes it once for its lookup, its insertion or its removal (every
+    /// subscriber of a fan-out pays this per row).
+    rows: HashTable<(Row, Held)>,
+    hasher: DefaultHashBuilder,
 }
 
 /// Every table's cached rows.
@@ -71,36 +77,71 @@ pub struct ClientCache {
     sets: HashMap<QuerySetId, SmallVec<[usize; 2]>>,
 }
 
-/// Past this many touched rows, first-touch checks use a hash set instead of a scan.
+/// Past this many touched rows, first-touch checks use a hash table instead of a scan.
 const SCAN_MAX: usize = 16;
+
+/// One row a message touched: its counts before and after the message.
+struct TouchedRow {
+    table: usize,
+    row: Row,
+    hash: u64,
+    before: usize,
+    after: usize,
+}
 
 /// What one message touched, in first-touch order.
 #[derive(Default)]
 struct Touched {
-    /// (table, row, total count before the message).
-    rows: Vec<(usize, Row, usize)>,
-    /// Built once `rows` grows past [`SCAN_MAX`].
-    seen: Option<HashSet<(usize, Row)>>,
+    rows: Vec<TouchedRow>,
+    /// Positions in `rows` by (table, row hash), built once `rows` grows past
+    /// [`SCAN_MAX`].
+    index: Option<HashTable<usize>>,
     /// Per table (by name): distinct event rows in delivery order.
     events: Vec<(Arc<str>, Vec<Row>, HashSet<Row>)>,
 }
 
 impl Touched {
-    /// Records `row` of `table` with its count before any change, unless already seen.
-    fn touch(&mut self, table: usize, row: &Row, before: usize) {
-        if self.rows.len() < SCAN_MAX {
-            if self.rows.iter().any(|(t, r, _)| *t == table && r == row) {
-                return;
+    /// The position of `row` of `table` (hashed `hash`), recorded with its count before
+    /// any change when first touched.
+    fn touch(&mut self, table: usize, row: &Row, hash: u64, before: usize) -> usize {
+        let key = hash ^ table as u64;
+        let Touched { rows, index, .. } = self;
+        let same = |t: &TouchedRow| t.hash == hash && t.table == table && t.row == *row;
+        match index {
+            None => {
+                if let Some(i) = rows.iter().position(same) {
+                    return i;
+                }
             }
-        } else {
-            let seen = self
-                .seen
-                .get_or_insert_with(|| self.rows.iter().map(|(t, r, _)| (*t, r.clone())).collect());
-            if !seen.insert((table, row.clone())) {
-                return;
+            Some(index) => {
+                if let Some(&i) = index.find(key, |&i| same(&rows[i])) {
+                    return i;
+                }
             }
         }
-        self.rows.push((table, row.clone(), before));
+        let at = rows.len();
+        rows.push(TouchedRow {
+            table,
+            row: row.clone(),
+            hash,
+            before,
+            after: before,
+        });
+        let rehash = |i: &usize| rows[*i].hash ^ rows[*i].table as u64;
+        match index {
+            Some(index) => {
+                index.insert_unique(key, at, rehash);
+            }
+            None if rows.len() > SCAN_MAX => {
+                let mut built = HashTable::with_capacity(rows.len() * 2);
+                for i in 0..rows.len() {
+                    built.insert_unique(rehash(&i), i, rehash);
+                }
+                *index = Some(built);
+            }
+            None => {}
+        }
+        at
     }
 }
 
@@ -120,7 +161,8 @@ impl ClientCache {
                 self.tables.push(TableCache {
                     name: t.name.clone(),
                     schema: t.clone(),
-                    rows: HashMap::new(),
+                    rows: HashTable::new(),
+                    hasher: DefaultHashBuilder::default(),
                 });
             }
         }
@@ -138,7 +180,7 @@ impl ClientCache {
     /// The rows of `table` in the cache.
     pub fn rows(&self, table: &str) -> Vec<Row> {
         self.table(table)
-            .map(|t| t.rows.keys().cloned().collect())
+            .map(|t| t.rows.iter().map(|(r, _)| r.clone()).collect())
             .unwrap_or_default()
     }
 
@@ -149,17 +191,29 @@ impl ClientCache {
 
     /// Adds `n` (negative: removes) references of set `qs` to `row` of table `ti`.
     fn add(&mut self, touched: &mut Touched, qs: QuerySetId, ti: usize, row: &Row, n: isize) {
-        let rows = &mut self.tables[ti].rows;
-        let held = match rows.get_mut(row) {
-            Some(h) => h,
-            None if n > 0 => rows.entry(row.clone()).or_default(),
+        let TableCache { rows, hasher, .. } = &mut self.tables[ti];
+        let hash = hasher.hash_one(row);
+        let entry = rows.entry(hash, |(r, _)| r == row, |(r, _)| hasher.hash_one(r));
+        let mut occupied = match entry {
+            Entry::Occupied(o) => o,
+            Entry::Vacant(v) if n > 0 => {
+                let at = touched.touch(ti, row, hash, 0);
+                touched.rows[at].after = n.unsigned_abs();
+                let held = Held {
+                    total: n.unsigned_abs(),
+                    sets: smallvec::smallvec![(qs, n.unsigned_abs())],
+                };
+                v.insert((row.clone(), held));
+                return;
+            }
             // Removing what is not held changes nothing (the server never does it).
-            None => {
-                touched.touch(ti, row, 0);
+            Entry::Vacant(_) => {
+                touched.touch(ti, row, hash, 0);
                 return;
             }
         };
-        touched.touch(ti, row, held.total);
+        let held = &mut occupied.get_mut().1;
+        let at = touched.touch(ti, row, hash, held.total);
         held.total = held.total.saturating_add_signed(n);
         match held.sets.iter().position(|(s, _)| *s == qs) {
             Some(i) => {
@@ -172,8 +226,9 @@ impl ClientCache {
             None if n > 0 => held.sets.push((qs, n.unsigned_abs())),
             None => {}
         }
+        touched.rows[at].after = held.total;
         if held.total == 0 {
-            rows.remove(row);
+            occupied.remove();
         }
     }
 
@@ -288,14 +343,17 @@ impl ClientCache {
     /// Takes detached references out of the totals.
     fn release(&mut self, touched: &mut Touched, old: Vec<(usize, Row, usize)>) {
         for (ti, row, n) in old {
-            let rows = &mut self.tables[ti].rows;
-            let Some(held) = rows.get_mut(&row) else {
+            let TableCache { rows, hasher, .. } = &mut self.tables[ti];
+            let hash = hasher.hash_one(&row);
+            let Ok(mut occupied) = rows.find_entry(hash, |(r, _)| *r == row) else {
                 continue;
             };
-            touched.touch(ti, &row, held.total);
+            let held = &mut occupied.get_mut().1;
+            let at = touched.touch(ti, &row, hash, held.total);
             held.total = held.total.saturating_sub(n);
+            touched.rows[at].after = held.total;
             if held.total == 0 {
-                rows.remove(&row);
+                occupied.remove();
             }
         }
     }
@@ -303,8 +361,15 @@ impl ClientCache {
     fn changes(&self, touched: Touched) -> Vec<(Arc<str>, TableChanges)> {
         let mut out: Vec<(Arc<str>, TableChanges)> = Vec::new();
         let mut per_table: SmallVec<[(usize, TableChanges); 1]> = SmallVec::new();
-        for (ti, row, before) in touched.rows {
-            let now = self.tables[ti].rows.contains_key(&row);
+        for TouchedRow {
+            table: ti,
+            row,
+            before,
+            after,
+            ..
+        } in touched.rows
+        {
+            let now = after > 0;
             let ch = match per_table.iter().position(|(t, _)| *t == ti) {
                 Some(i) => &mut per_table[i].1,
                 None => {
@@ -348,10 +413,12 @@ impl ClientCache {
 }
 
 /// Pairs the deletes and inserts of `ch` with the same primary key (column `pk`) into
-/// updates, in insert order; each key pairs at most once, with its last delete.
+/// updates, in insert order; each key pairs at most once, with its last delete. Rows are
+/// moved into the pairs, not copied.
 fn pair_updates(ch: &mut TableChanges, pk: usize) {
     let mut paired = vec![false; ch.deletes.len()];
     let mut inserts = Vec::new();
+    let mut pairs = Vec::new();
     let by_pk: Option<HashMap<_, usize>> = (ch.deletes.len() > SCAN_MAX).then(|| {
         ch.deletes
             .iter()
@@ -367,17 +434,22 @@ fn pair_updates(ch: &mut TableChanges, pk: usize) {
         match last.filter(|&i| !paired[i]) {
             Some(i) => {
                 paired[i] = true;
-                ch.updates.push((ch.deletes[i].clone(), r));
+                pairs.push((i, r));
             }
             None => inserts.push(r),
         }
     }
     ch.inserts = inserts;
-    let mut i = 0;
-    ch.deletes.retain(|_| {
-        i += 1;
-        !paired[i - 1]
-    });
+    let mut deletes: Vec<Option<Row>> = std::mem::take(&mut ch.deletes)
+        .into_iter()
+        .map(Some)
+        .collect();
+    for (i, r) in pairs {
+        if let Some(old) = deletes[i].take() {
+            ch.updates.push((old, r));
+        }
+    }
+    ch.deletes = deletes.into_iter().flatten().collect();
 }
 
 #[cfg(test)]
@@ -496,5 +568,95 @@ mod tests {
         assert!(c.remove_set(1).is_empty(), "set 1 holds nothing any more");
         assert_eq!(c.remove_set(2)[0].1.deletes, vec![r1]);
         assert_eq!(c.count("p"), 0);
+    }
+
+    /// One query set's part of a message: rows to insert, and which held rows to delete
+    /// (by position).
+    type Part = (QuerySetId, Vec<(u64, u32)>, Vec<usize>);
+
+    /// One operation of the model test.
+    #[derive(Clone, Debug)]
+    enum Op {
+        Apply(Vec<Part>),
+        Remove(QuerySetId),
+        Replace(QuerySetId, Vec<(u64, u32)>),
+    }
+
+    fn op() -> impl proptest::prelude::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        let rows = || proptest::collection::vec((0u64..4, 0u32..3), 0..5);
+        prop_oneof![
+            4 => proptest::collection::vec(
+                (1u32..4, rows(), proptest::collection::vec(0usize..8, 0..4)),
+                1..3
+            )
+            .prop_map(Op::Apply),
+            1 => (1u32..4).prop_map(Op::Remove),
+            1 => (1u32..4, rows()).prop_map(|(q, r)| Op::Replace(q, r)),
+        ]
+    }
+
+    proptest::proptest! {
+        /// The cache agrees with a model that keeps each query set's rows as a multiset:
+        /// it holds exactly the rows some set holds, and each message's callbacks report
+        /// exactly the rows that entered and left (updates pairing equal keys).
+        #[test]
+        fn cache_agrees_with_a_multiset_model(ops in proptest::collection::vec(op(), 1..40)) {
+            use std::collections::{BTreeMap, BTreeSet};
+            let mut c = cache();
+            let mut model: BTreeMap<QuerySetId, Vec<Row>> = BTreeMap::new();
+            let members = |m: &BTreeMap<QuerySetId, Vec<Row>>| -> BTreeSet<Row> {
+                m.values().flatten().cloned().collect()
+            };
+            for op in ops {
+                let before = members(&model);
+                let changes = match op {
+                    Op::Apply(parts) => {
+                        let mut msgs = Vec::new();
+                        let mut next = model.clone();
+                        for (qs, ins, del) in parts {
+                            let held = next.entry(qs).or_default();
+                            let mut deletes = Vec::new();
+                            for i in del {
+                                if !held.is_empty() {
+                                    deletes.push(held.remove(i % held.len()));
+                                }
+                            }
+                            let inserts: Vec<Row> =
+                                ins.iter().map(|(k, v)| row![*k, *v]).collect();
+                            held.extend(inserts.iter().cloned());
+                            msgs.push((qs, upd("p", inserts, deletes)));
+                        }
+                        model = next;
+                        c.apply(msgs.iter().map(|(q, u)| (*q, u)))
+                    }
+                    Op::Remove(qs) => {
+                        model.remove(&qs);
+                        c.remove_set(qs)
+                    }
+                    Op::Replace(qs, rows) => {
+                        let rows: Vec<Row> = rows.iter().map(|(k, v)| row![*k, *v]).collect();
+                        model.insert(qs, rows.clone());
+                        c.replace_set(qs, [&upd("p", rows, vec![])])
+                    }
+                };
+                let after = members(&model);
+                let mut cached = c.rows("p");
+                cached.sort();
+                proptest::prop_assert_eq!(&cached, &after.iter().cloned().collect::<Vec<_>>());
+                proptest::prop_assert_eq!(c.count("p"), after.len());
+                let (mut entered, mut left) = (BTreeSet::new(), BTreeSet::new());
+                for (table, ch) in changes {
+                    proptest::prop_assert_eq!(&*table, "p");
+                    for (old, new) in &ch.updates {
+                        proptest::prop_assert_eq!(&old[0], &new[0], "an update pairs equal keys");
+                    }
+                    entered.extend(ch.inserts.iter().chain(ch.updates.iter().map(|u| &u.1)).cloned());
+                    left.extend(ch.deletes.iter().chain(ch.updates.iter().map(|u| &u.0)).cloned());
+                }
+                proptest::prop_assert_eq!(entered, after.difference(&before).cloned().collect::<BTreeSet<_>>());
+                proptest::prop_assert_eq!(left, before.difference(&after).cloned().collect::<BTreeSet<_>>());
+            }
+        }
     }
 }
