@@ -182,6 +182,8 @@ struct Inner {
     gate_cv: Condvar,
     gate_wait_ns: AtomicU64,
     gate_waiting: std::sync::atomic::AtomicBool,
+    /// From how many rows of one table in one commit TxData also packs them.
+    pack_rows_from: std::sync::atomic::AtomicUsize,
     log: Option<Commitlog>,
     last_migration: Mutex<MigrationReport>,
 }
@@ -230,6 +232,7 @@ impl Datastore {
                 gate_cv: Condvar::new(),
                 gate_wait_ns: AtomicU64::new(0),
                 gate_waiting: Default::default(),
+                pack_rows_from: PACK_ROWS_FROM.into(),
                 log,
                 last_migration: Mutex::new(report),
             }),
@@ -352,6 +355,15 @@ impl Datastore {
         }
     }
 
+    /// Sets from how many rows of one table in one commit TxData carries them packed as
+    /// well ([`TableUpdate::stored_inserts`]); [`PACK_ROWS_FROM`] by default, 1 to pack
+    /// every change (tests of the packed readers use that).
+    pub fn set_pack_rows_from(&self, rows: usize) {
+        self.inner
+            .pack_rows_from
+            .store(rows.max(1), Ordering::Relaxed);
+    }
+
     /// Total time commits have waited at the gate, in nanoseconds.
     pub fn gate_wait_ns(&self) -> u64 {
         self.inner.gate_wait_ns.load(Ordering::Relaxed)
@@ -403,11 +415,9 @@ impl Datastore {
             };
             let committed = &tx.committed.tables[i];
             let ts = &schema.tables()[i];
-            let fixed = committed.fixed_offsets();
-            let mut stored_inserts = PackedRows::new(ts.clone(), fixed.clone());
-            let mut stored_deletes = PackedRows::new(ts.clone(), fixed.clone());
-            let inserts = collect_rows(&t.inserts, t.live_inserts(), &mut stored_inserts);
-            let deletes = collect_rows(committed, t.live_deletes(), &mut stored_deletes);
+            let pack_from = self.inner.pack_rows_from.load(Ordering::Relaxed);
+            let (inserts, stored_inserts) = collect_rows(&t.inserts, t.live_inserts(), pack_from);
+            let (deletes, stored_deletes) = collect_rows(committed, t.live_deletes(), pack_from);
             if inserts.is_empty() && deletes.is_empty() {
                 continue;
             }
@@ -421,8 +431,8 @@ impl Datastore {
                 is_event: ts.is_event,
                 inserts: inserts.into(),
                 deletes: deletes.into(),
-                stored_inserts: Arc::new(stored_inserts),
-                stored_deletes: Arc::new(stored_deletes),
+                stored_inserts,
+                stored_deletes,
                 truncated,
             });
         }
@@ -492,26 +502,36 @@ impl MutTx {
     pub fn rollback(self) {}
 }
 
-/// The rows of `from` at `ids`, decoded for TxData, and packed into `packed` beside.
+/// From this many rows of one table in one commit, TxData carries them packed too:
+/// below it, readers find the decoded rows as near and the packing would cost a small
+/// commit several allocations (about a tenth of a one-row commit's time).
+pub const PACK_ROWS_FROM: usize = 16;
+
+/// The rows of `from` at `ids`, decoded for TxData, and also packed when there may be
+/// `pack_from` or more of them.
 fn collect_rows(
     from: &Table,
     ids: impl Iterator<Item = RowId>,
-    packed: &mut PackedRows,
-) -> Vec<Row> {
+    pack_from: usize,
+) -> (Vec<Row>, Option<Arc<PackedRows>>) {
     // Ids of rows replaced within the transaction are skipped, so this is at most.
     let at_most = ids.size_hint().1.unwrap_or(0);
     let mut rows = Vec::with_capacity(at_most);
+    let mut packed = (at_most >= pack_from && at_most > 0)
+        .then(|| PackedRows::new(from.schema().clone(), from.fixed_offsets().clone()));
     for id in ids {
         if let (Some(row), Some(bytes)) = (from.get(id), from.get_bytes(id)) {
-            if rows.is_empty() {
-                // The first row's size is the best guess at the others'.
-                packed.reserve(at_most, bytes.len());
+            if let Some(p) = &mut packed {
+                if rows.is_empty() {
+                    // The first row's size is the best guess at the others'.
+                    p.reserve(at_most, bytes.len());
+                }
+                p.push(bytes);
             }
-            packed.push(bytes);
             rows.push(row);
         }
     }
-    rows
+    (rows, packed.map(Arc::new))
 }
 
 /// A log record that does not fit the state replayed so far.

@@ -41,7 +41,8 @@ pub mod typed;
 pub mod value;
 
 pub use datastore::{
-    Commit, CommitError, CommittedState, Datastore, OpenError, OpenOptions, ReadGuard,
+    Commit, CommitError, CommittedState, Datastore, OpenError, OpenOptions, PACK_ROWS_FROM,
+    ReadGuard,
 };
 pub use error::{DecodeError, RowError, SchemaError, TxError};
 pub use packed::PackedRows;

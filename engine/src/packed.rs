@@ -1,8 +1,8 @@
 //! Packed rows: one commit's rows of one table in their stored encoding, back to back.
 //!
-//! TxData carries each table's inserts and deletes twice: as decoded [`Row`]s, which
-//! clients and callbacks want, and packed here. The packed form is what readers that
-//! never need a `Row` use:
+//! TxData carries a large commit's inserts and deletes of a table twice (from
+//! [`crate::PACK_ROWS_FROM`] rows): as decoded [`Row`]s, which clients and callbacks
+//! want, and packed here. The packed form is what readers that never need a `Row` use:
 //!
 //! - incremental evaluation filters changed rows through [`StoredRow`] column reads;
 //! - wire encoders transcode them without building values;
@@ -12,7 +12,8 @@
 //! heap and 32 bytes per value. Walking a thousand of them after the commit has pushed
 //! them out of the cache costs a miss per row and column; the packed form of the same
 //! rows is a few contiguous kilobytes that the prefetcher streams in. Copying the stored
-//! bytes at commit costs less than one of those walks.
+//! bytes at commit costs less than one of those walks. A small commit is not packed: its
+//! few rows are as near decoded, and packing would cost it several allocations.
 //!
 //! [`Row`]: crate::Row
 

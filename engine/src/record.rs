@@ -101,17 +101,26 @@ pub fn encode_commit(schema: &Schema, tx: &TxData) -> Vec<u8> {
     }
     out.extend_from_slice(&(tx.tables.len() as u32).to_le_bytes());
     for t in &tx.tables {
-        if schema.table(t.table_id).is_none() {
+        let Some(ts) = schema.table(t.table_id) else {
             continue;
-        }
+        };
         out.extend_from_slice(&t.table_id.0.to_le_bytes());
         out.extend_from_slice(&(t.inserts.len() as u32).to_le_bytes());
         out.extend_from_slice(&(t.deletes.len() as u32).to_le_bytes());
-        // The rows are already in their stored encoding, which is the log's.
-        let (ins, del) = (t.stored_inserts.bytes(), t.stored_deletes.bytes());
-        out.extend_from_slice(&((ins.len() + del.len()) as u32).to_le_bytes());
-        out.extend_from_slice(ins);
-        out.extend_from_slice(del);
+        let len_at = out.len();
+        out.extend_from_slice(&[0; 4]);
+        // Packed rows are already in their stored encoding, which is the log's.
+        for (packed, rows) in [
+            (&t.stored_inserts, &t.inserts),
+            (&t.stored_deletes, &t.deletes),
+        ] {
+            match packed {
+                Some(p) => out.extend_from_slice(p.bytes()),
+                None => rows.iter().for_each(|r| codec::encode_row(ts, r, &mut out)),
+            }
+        }
+        let len = (out.len() - len_at - 4) as u32;
+        out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
     }
     out
 }

@@ -556,6 +556,17 @@ pub struct Table {
 impl Table {
     /// An empty table of `schema`.
     pub fn new(schema: Arc<TableSchema>) -> Self {
+        let fixed = crate::codec::fixed_offsets(&schema).into();
+        Self::with_layout(schema, fixed)
+    }
+
+    /// An empty table with the schema of `other`, sharing its row layout: a transaction
+    /// makes one per table it writes, and should not compute the layout again.
+    pub(crate) fn like(other: &Table) -> Self {
+        Self::with_layout(other.schema.clone(), other.fixed.clone())
+    }
+
+    fn with_layout(schema: Arc<TableSchema>, fixed: Arc<[u32]>) -> Self {
         let indexes = schema
             .indexes
             .iter()
@@ -563,7 +574,7 @@ impl Table {
             .collect();
         let by_bytes = (!schema.indexes.iter().any(|i| i.unique)).then(HashTable::new);
         Table {
-            fixed: crate::codec::fixed_offsets(&schema).into(),
+            fixed,
             schema,
             rows: SlotMap::with_key(),
             indexes,

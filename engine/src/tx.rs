@@ -45,9 +45,10 @@ pub(crate) struct TxTable {
 }
 
 impl TxTable {
-    fn new(schema: Arc<TableSchema>) -> Self {
+    /// The transaction's side of `committed`.
+    fn new(committed: &Table) -> Self {
         TxTable {
-            inserts: Table::new(schema),
+            inserts: Table::like(committed),
             order: Vec::new(),
             pos: SecondaryMap::new(),
             deletes: HashSet::new(),
@@ -178,9 +179,16 @@ impl MutTx {
     }
 
     fn tx_table(&mut self, table: TableId) -> Result<&mut TxTable, TxError> {
-        let schema = self.committed_table(table)?.schema().clone();
         let slot = &mut self.tables[table.idx()];
-        Ok(slot.get_or_insert_with(|| Box::new(TxTable::new(schema))))
+        if slot.is_none() {
+            let committed = self
+                .committed
+                .table(table)
+                .ok_or_else(|| TxError::UnknownTable(format!("#{}", table.0)))?;
+            *slot = Some(Box::new(TxTable::new(committed)));
+        }
+        slot.as_deref_mut()
+            .ok_or_else(|| TxError::UnknownTable(format!("#{}", table.0)))
     }
 
     fn tx_table_ref(&self, table: TableId) -> Option<&TxTable> {

@@ -3,8 +3,9 @@
 //! Per table, the rows the commit inserted and deleted. Rows sit behind `Arc<[Row]>` so
 //! the subscription layer can share one commit's rows with every query and client without
 //! copying. Updates appear as a delete plus an insert; clients pair them by primary key.
-//! The same rows also come packed in their stored encoding ([`PackedRows`]), for readers
-//! that never need a decoded row: incremental evaluation, wire encoders, the commitlog.
+//! A large commit's rows also come packed in their stored encoding ([`PackedRows`]), for
+//! readers that never need a decoded row: incremental evaluation, wire encoders, the
+//! commitlog.
 
 use std::sync::Arc;
 
@@ -29,10 +30,11 @@ pub struct TableUpdate {
     pub inserts: Arc<[Row]>,
     /// Committed rows deleted.
     pub deletes: Arc<[Row]>,
-    /// `inserts` in their stored encoding, in the same order.
-    pub stored_inserts: Arc<PackedRows>,
-    /// `deletes` in their stored encoding, in the same order.
-    pub stored_deletes: Arc<PackedRows>,
+    /// `inserts` in their stored encoding, in the same order, when there are many of
+    /// them ([`crate::datastore::PACK_ROWS_FROM`] by default).
+    pub stored_inserts: Option<Arc<PackedRows>>,
+    /// `deletes` in their stored encoding, likewise.
+    pub stored_deletes: Option<Arc<PackedRows>>,
     /// The table is empty after the commit (`deletes` still lists every row).
     pub truncated: bool,
 }

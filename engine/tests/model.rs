@@ -137,8 +137,12 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn datastore_agrees_with_set_model(ops in proptest::collection::vec(op_strategy(), 1..60)) {
+    fn datastore_agrees_with_set_model(
+        ops in proptest::collection::vec(op_strategy(), 1..60),
+        pack_from in prop_oneof![Just(1usize), Just(tidings_engine::PACK_ROWS_FROM)],
+    ) {
         let ds = ds();
+        ds.set_pack_rows_from(pack_from);
         let mut model = [TableModel::default(), TableModel::default()];
         let mut tx = ds.begin_mut_tx();
         let mut offset = 0u64;
@@ -173,10 +177,15 @@ proptest! {
                         offset += 1;
                         prop_assert_eq!(tx_data.offset, offset);
                         for u in &tx_data.tables {
-                            // The packed rows are the decoded ones, in the same order.
-                            let decoded = |p: &tidings_engine::PackedRows| p.iter().map(|r| r.decode()).collect::<Vec<_>>();
-                            prop_assert_eq!(decoded(&u.stored_inserts), u.inserts.to_vec());
-                            prop_assert_eq!(decoded(&u.stored_deletes), u.deletes.to_vec());
+                            // Lists of `pack_from` rows or more come packed too: the same
+                            // rows in the same order (a list may be packed below it when
+                            // rows were replaced within the transaction).
+                            for (packed, rows) in [(&u.stored_inserts, &u.inserts), (&u.stored_deletes, &u.deletes)] {
+                                match packed {
+                                    Some(p) => prop_assert_eq!(p.iter().map(|r| r.decode()).collect::<Vec<_>>(), rows.to_vec()),
+                                    None => prop_assert!(rows.len() < pack_from, "{} rows, none packed", rows.len()),
+                                }
+                            }
                         }
                         for t in [PERSON, DAMAGE] {
                             let m = &model[t.idx()];

@@ -73,8 +73,8 @@ enum Pick {
 #[derive(Clone, Debug, Default)]
 pub struct DeltaRows {
     /// The returned table's TxData inserts, held only when a pick refers to them (an
-    /// empty delta costs no reference count), with their packed form when there are
-    /// [`PACKED_FROM`] or more (a small list is encoded from its decoded rows).
+    /// empty delta costs no reference count), with their packed form when the commit
+    /// has one (a large commit: see `tidings_engine::PACK_ROWS_FROM`).
     inserted: Option<HeldList>,
     /// Its TxData deletes, likewise.
     deleted: Option<HeldList>,
@@ -113,9 +113,10 @@ impl DeltaRows {
         }
     }
 
-    /// The rows, in order, each in the form cheapest to encode: the commit's own rows of
-    /// a large commit as stored bytes (the filter has just streamed them through the
-    /// cache), those of a small one and rows read from the post-state decoded.
+    /// The rows, in order, each in the form cheapest to encode: the commit's own rows as
+    /// stored bytes when the commit packed them (a large commit, whose rows the filter
+    /// has just streamed through the cache), decoded otherwise, like rows read from the
+    /// post-state.
     pub fn iter_for_encoding(&self) -> impl ExactSizeIterator<Item = DeltaRow<'_>> + '_ {
         let inserted = self.inserted.as_ref().map(|(r, p)| (&**r, p.as_deref()));
         let deleted = self.deleted.as_ref().map(|(r, p)| (&**r, p.as_deref()));
@@ -253,11 +254,6 @@ impl<'t> Counts<'t> {
     }
 }
 
-/// From this many rows of one table in one commit on, single-table filters read the
-/// packed rows and encoders transcode them; below it, the decoded rows are as near and
-/// need no schema walk to write.
-const PACKED_FROM: usize = 16;
-
 /// Row `i` of a TxData list (decoded and packed) in the form to encode it from.
 fn for_encoding<'a>(list: Option<(&'a [Row], Option<&'a PackedRows>)>, i: u32) -> DeltaRow<'a> {
     // `DeltaRows::new` holds a list whenever a pick refers to it.
@@ -267,12 +263,9 @@ fn for_encoding<'a>(list: Option<(&'a [Row], Option<&'a PackedRows>)>, i: u32) -
     }
 }
 
-/// A TxData list as a [`DeltaRows`] holds it: the packed form only for a large list.
-fn hold(rows: &Arc<[Row]>, packed: &Arc<PackedRows>) -> HeldList {
-    (
-        rows.clone(),
-        (rows.len() >= PACKED_FROM).then(|| packed.clone()),
-    )
+/// A TxData list as a [`DeltaRows`] holds it.
+fn hold(rows: &Arc<[Row]>, packed: &Option<Arc<PackedRows>>) -> HeldList {
+    (rows.clone(), packed.clone())
 }
 
 /// A pick refers to a TxData list its [`DeltaRows`] does not hold: `DeltaRows::new` holds
@@ -306,18 +299,18 @@ pub fn evaluate_delta(plan: &Plan, state: &CommittedState, tx: &TxData) -> Query
         deletes: DeltaRows::new(deletes, update),
     };
     let Some(join) = &plan.join else {
-        // A large commit's rows are filtered in their packed form: a few contiguous
-        // kilobytes, read through the byte filter, where the decoded rows are one
-        // allocation each (see `tidings_engine::packed`). A small commit's are filtered
-        // decoded, which leaves them in cache for the encoder (`iter_for_encoding`).
+        // A large commit's rows are filtered in their packed form (the engine packs only
+        // those): a few contiguous kilobytes, read through the byte filter, where the
+        // decoded rows are one allocation each (see `tidings_engine::packed`). A small
+        // commit's are filtered decoded, and stay in cache for the encoder.
         let matching = |rows: &[Row],
                         packed: Option<&PackedRows>,
                         picks: &mut Vec<Pick>,
                         pick: fn(u32) -> Pick| {
-            // `rows.len()` decides first: asking the packed list or the plan's byte
-            // filter may cost a small commit a cache miss each.
-            if rows.len() >= PACKED_FROM
-                && let (Some(packed), Some(bytes)) = (packed, plan.byte_filter())
+            // The packed list first: a small commit has none, and should not pay a cache
+            // miss to read the plan's byte filter.
+            if let Some(packed) = packed
+                && let Some(bytes) = plan.byte_filter()
             {
                 // Sized for all rows at once rather than regrown.
                 picks.reserve_exact(packed.len());
@@ -336,8 +329,8 @@ pub fn evaluate_delta(plan: &Plan, state: &CommittedState, tx: &TxData) -> Query
         };
         let (mut inserts, mut deletes) = (Vec::new(), Vec::new());
         let (p_ins, p_del) = (
-            update.map(|u| &*u.stored_inserts),
-            update.map(|u| &*u.stored_deletes),
+            update.and_then(|u| u.stored_inserts.as_deref()),
+            update.and_then(|u| u.stored_deletes.as_deref()),
         );
         matching(r_ins, p_ins, &mut inserts, Pick::Inserted);
         matching(r_del, p_del, &mut deletes, Pick::Deleted);

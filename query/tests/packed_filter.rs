@@ -1,8 +1,8 @@
 //! Large commits: single-table deltas read the packed rows through the byte filter.
 //!
-//! From 16 rows of one table in one commit on, incremental evaluation of a single-table
-//! query filters the commit's rows in their stored encoding (`ByteFilter`), where smaller
-//! commits and every other path filter decoded rows. The oracle is the decoded path
+//! From 16 rows of one table in one commit on, TxData carries them packed and
+//! incremental evaluation of a single-table query filters them in their stored encoding
+//! (`ByteFilter`), where smaller commits and every other path filter decoded rows. The oracle is the decoded path
 //! itself: the predicate evaluated on each of TxData's decoded rows, in order.
 //!
 //! `t(id u64 pk, a i32, b u8, c f64, g bool, e u32, s string, h i64)`: columns before `s`
@@ -130,6 +130,10 @@ proptest! {
         // A single-table delta reads no state, so both commits can be checked last.
         for tx in std::iter::once(&first).chain(second.as_ref()) {
             let update = tx.table(t).expect("the commit changed t");
+            prop_assert_eq!(
+                update.stored_inserts.is_some(),
+                update.inserts.len() >= tidings_engine::PACK_ROWS_FROM
+            );
             let state = ds.read();
             let delta = evaluate_delta(&plan, &state, tx);
             let want = |rows: &[Row]| -> Vec<Row> {
