@@ -623,8 +623,6 @@ pub struct Sustained {
     pub applied_per_s: f64,
     /// Engine CPU per commit, ns.
     pub engine_cpu_per_commit_ns: f64,
-    /// Time a commit waited at the commit gate for the manager, on average, ns.
-    pub gate_wait_per_commit_ns: f64,
     /// First call sent to last call returned.
     pub calls_time: Duration,
     /// Calls that failed.
@@ -725,7 +723,6 @@ impl Engine {
         };
         let d0 = self.deliveries();
         let cpu0 = self.engine_cpu_ns();
-        let gate0 = self.tidings.datastore().gate_wait_ns();
         self.pool.start(Round {
             targets,
             until_subscribed: false,
@@ -758,11 +755,6 @@ impl Engine {
         self.pool.wait()?;
         let applied = t.elapsed();
         let cpu = self.engine_cpu_ns().saturating_sub(cpu0);
-        let gate = self
-            .tidings
-            .datastore()
-            .gate_wait_ns()
-            .saturating_sub(gate0);
         let per_s = |count: u64, d: Duration| count as f64 / d.as_secs_f64().max(1e-9);
         Ok(Sustained {
             commits: k,
@@ -770,7 +762,6 @@ impl Engine {
             deliveries_per_s: per_s(expected, delivered),
             applied_per_s: per_s(expected, applied),
             engine_cpu_per_commit_ns: cpu as f64 / k.max(1) as f64,
-            gate_wait_per_commit_ns: gate as f64 / k.max(1) as f64,
             calls_time: calls_done,
             failed_calls,
             dropped: self.dropped(),
@@ -1240,8 +1231,6 @@ pub struct Storm {
     pub calm: (u64, u64, usize),
     /// Reducer call latency during the storm: (p50, p99, max, calls).
     pub during: (u64, u64, u64, usize),
-    /// Time commits waited at the commit gate during the storm.
-    pub gate_wait: Duration,
     /// RSS growth from the storm.
     pub rss_growth: u64,
 }
@@ -1274,7 +1263,6 @@ pub fn storm(subscribers: usize, consumers: usize) -> Res<Storm> {
     };
     std::thread::sleep(Duration::from_millis(300));
     let rss0 = rss_bytes();
-    let gate0 = tidings.datastore().gate_wait_ns();
     let watcher = {
         let (tidings, clock) = (tidings.clone(), clock.clone());
         let target = tidings.metrics().deliveries.load(Ordering::Relaxed) + subscribers as u64;
@@ -1296,7 +1284,6 @@ pub fn storm(subscribers: usize, consumers: usize) -> Res<Storm> {
         targets: (0..subscribers).map(|i| (i, 0)).collect(),
         until_subscribed: true,
     })?;
-    let gate_wait = Duration::from_nanos(tidings.datastore().gate_wait_ns() - gate0);
     let delivered = watcher.join().map_err(|_| "the watcher thread panicked")?;
     let rss_growth = rss_bytes().saturating_sub(rss0);
     std::thread::sleep(Duration::from_millis(50));
@@ -1329,7 +1316,6 @@ pub fn storm(subscribers: usize, consumers: usize) -> Res<Storm> {
             during.last().copied().unwrap_or(0),
             during.len(),
         ),
-        gate_wait,
         rss_growth,
     })
 }
@@ -1556,7 +1542,6 @@ fn combine(runs: &[Sustained]) -> Sustained {
         deliveries_per_s: weighted(|r| r.deliveries_per_s),
         applied_per_s: weighted(|r| r.applied_per_s),
         engine_cpu_per_commit_ns: weighted(|r| r.engine_cpu_per_commit_ns),
-        gate_wait_per_commit_ns: weighted(|r| r.gate_wait_per_commit_ns),
         calls_time: time,
         failed_calls: runs.iter().map(|r| r.failed_calls).sum(),
         dropped: runs.iter().map(|r| r.dropped).max().unwrap_or(0),
@@ -1791,7 +1776,6 @@ fn main() -> Res<()> {
             fmt_rate(s.deliveries_per_s),
             fmt_rate(s.applied_per_s),
             fmt_ns(s.engine_cpu_per_commit_ns as u64),
-            fmt_ns(s.gate_wait_per_commit_ns as u64),
             format!("{}/{}", s.failed_calls, s.dropped),
             fmt_ns(setup.as_nanos() as u64),
             mem_of(*shape, *n),
@@ -1807,7 +1791,6 @@ fn main() -> Res<()> {
             "-".into(),
             "-".into(),
             fmt_ns(s.engine_cpu_per_commit_ns as u64),
-            fmt_ns(s.gate_wait_per_commit_ns as u64),
             format!("{}/{}", s.failed_calls, s.dropped),
             "-".into(),
             "-".into(),
@@ -1823,7 +1806,6 @@ fn main() -> Res<()> {
             "deliveries/s",
             "applied/s",
             "engine CPU/commit",
-            "gate wait/commit",
             "failed/dropped",
             "setup (subscribe N)",
             "RSS/subscriber",
@@ -1834,8 +1816,7 @@ fn main() -> Res<()> {
     println!();
     println!(
         "deliveries/s: queue appends until the last one; applied/s: until every subscriber \
-         applied its last update; gate wait: time a commit waited for the manager to \
-         acknowledge the previous one; setup: connect + subscribe N at once until every \
+         applied its last update; setup: connect + subscribe N at once until every \
          snapshot is applied; RSS/subscriber: fresh child process, snapshots applied."
     );
 
@@ -1858,7 +1839,6 @@ fn main() -> Res<()> {
                 s.commits.to_string(),
                 fmt_rate(s.commits_per_s),
                 fmt_ns(s.engine_cpu_per_commit_ns as u64),
-                fmt_ns(s.gate_wait_per_commit_ns as u64),
             ]);
         }
         let h = &p.hot;
@@ -1869,7 +1849,6 @@ fn main() -> Res<()> {
             fmt_ns(h.delivery_p99),
             fmt_ns(h.e2e_p50),
             fmt_ns(h.engine_cpu_ns),
-            "-".into(),
             "-".into(),
             "-".into(),
             "-".into(),
@@ -1885,7 +1864,6 @@ fn main() -> Res<()> {
                 "sustained commits",
                 "commits/s",
                 "engine CPU/commit",
-                "gate wait/commit",
             ],
             1,
             &prow,
@@ -1924,13 +1902,11 @@ fn main() -> Res<()> {
             s.calm.2
         );
         println!(
-            "reducer calls during the storm:               p50 {}, p99 {}, max {} ({} calls); \
-             commits waited at the commit gate for {} in all",
+            "reducer calls during the storm:               p50 {}, p99 {}, max {} ({} calls)",
             fmt_ns(s.during.0),
             fmt_ns(s.during.1),
             fmt_ns(s.during.2),
             s.during.3,
-            fmt_ns(s.gate_wait.as_nanos() as u64)
         );
     }
 

@@ -4,11 +4,13 @@
 //!
 //! 1. [`module`]: the application's tables, reducers and visibility rules.
 //! 2. [`transaction`]: the [`TransactionActor`] runs reducers one at a time on its own
-//!    thread, commits, and sends each commit's TxData onward; client requests pass
+//!    thread, commits, evaluates each distinct affected query once against exactly the
+//!    commit's post-state ([`manager::evaluate_commit`], before the next merge, so no
+//!    commit gate is needed), and sends the updates onward; client requests pass
 //!    through its FIFO so they stay ordered against commits.
-//! 3. [`manager`]: the [`SubscriptionManager`] compiles subscriptions, evaluates each
-//!    distinct affected query once per commit under the commit gate, and sends one
-//!    shared broadcast per hub.
+//! 3. [`manager`]: the [`SubscriptionManager`] compiles subscriptions, registers them in
+//!    the registry it shares with the transaction actor, and sends one shared broadcast
+//!    per hub.
 //! 4. [`hub`]: one [`hub::Hub`] per pool arbiter fans a commit out to its sessions'
 //!    queues ([`queue`]), enforcing each queue's bound at the sender.
 //! 5. [`client`]: the SDK drains its queue, applies whole transactions to its cache and

@@ -7,9 +7,10 @@
 //! request passes through its FIFO, in arrival order: reducer calls are run, while
 //! subscribe, unsubscribe and one-off requests are forwarded to the subscription manager
 //! in the same stream as the commits, so the manager sees them in exactly the order the
-//! client sent them relative to every commit. After each merge it asks the manager's
-//! registry whether any query needs the commit's post-state; when none does it opens the
-//! commit gate itself, so commits nobody subscribes to never wait for the manager.
+//! client sent them relative to every commit. Right after each merge, and before the
+//! next, it evaluates the commit against the manager's registry (the post-state is then
+//! exactly the commit's, with no gate; see [`crate::manager::evaluate_commit`]) and hands
+//! the updates to the manager to route.
 //!
 //! A reducer that panics is caught: its transaction is rolled back, the caller gets an
 //! internal error, and the actor lives on. The queue is bounded by an in-flight counter
@@ -27,7 +28,7 @@ use tidings_query::Caller;
 use tidings_query::dml::{self, DmlError};
 
 use crate::manager::{
-    CallInfo, Committed, ManagerRequest, SharedRegistry, SubscriptionManager, gate_bypass,
+    CallInfo, Committed, ManagerRequest, SharedRegistry, SubscriptionManager, evaluate_commit,
 };
 use crate::messages::{CallReducerFlags, ConnectionId, ReducerStatus, RequestId};
 use crate::metrics::Metrics;
@@ -159,9 +160,12 @@ impl TransactionActor {
         }
     }
 
-    /// The queries the just-merged commit `tx` can change; none opens the gate at once.
-    fn affected(&self, tx: Option<&TxData>) -> Vec<tidings_query::QueryId> {
-        tx.map(|tx| gate_bypass(&self.ds, &self.registry, tx))
+    /// The updates of every query the just-merged commit `tx` changes.
+    fn evaluate(
+        &self,
+        tx: Option<&TxData>,
+    ) -> hashbrown::HashMap<tidings_query::QueryId, crate::messages::TableUpdate> {
+        tx.map(|tx| evaluate_commit(&self.ds, &self.registry, &self.metrics, tx))
             .unwrap_or_default()
     }
 
@@ -262,16 +266,15 @@ impl Handler<CallReducer> for TransactionActor {
                 }
             },
         });
-        let affected = self.affected(result.tx_data.as_deref());
-        // A commit nobody's result changes, made by no connection, has nothing for the
-        // manager to send, and the gate is already open: it is not woken for it.
-        if !affected.is_empty() || call.is_some() {
-            // Sent after the merge, so the manager reads exactly this commit's post-state.
+        let updates = self.evaluate(result.tx_data.as_deref());
+        // A commit that changes nobody's result, made by no connection, has nothing for
+        // the manager to send: it is not woken for it.
+        if !updates.is_empty() || call.is_some() {
             self.manager.do_send(Committed {
                 tx_data: result.tx_data.clone(),
                 call,
                 durable: result.durable.clone(),
-                affected,
+                updates,
             });
         }
         MessageResult(result)
@@ -307,13 +310,13 @@ impl Handler<RunDml> for TransactionActor {
             tx_offset: commit.offset(),
             durable: commit.durable().cloned(),
         };
-        let affected = self.affected(commit.tx_data.as_deref());
-        if !affected.is_empty() {
+        let updates = self.evaluate(commit.tx_data.as_deref());
+        if !updates.is_empty() {
             self.manager.do_send(Committed {
                 tx_data: commit.tx_data,
                 call: None,
                 durable: done.durable.clone(),
-                affected,
+                updates,
             });
         }
         Ok(done)
