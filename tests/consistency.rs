@@ -104,11 +104,10 @@ fn subscribers_joining_mid_stream_see_exactly_the_commits_after_their_snapshot()
     );
 }
 
-/// Point queries only: most commits change no registered query, so the transaction
-/// actor lets the next commit through the gate without waiting for the manager, while
-/// subscribers keep joining. Their snapshots and updates must stay exact.
+/// Point queries only: most commits change no registered query, so they never reach the
+/// manager, while subscribers keep joining. Their snapshots and updates must stay exact.
 #[test]
-fn commits_that_change_no_query_skip_the_gate_without_breaking_consistency() {
+fn commits_that_change_no_query_stay_consistent_while_subscribers_join() {
     check(
         &[],
         send_message,
@@ -127,10 +126,10 @@ fn commits_that_change_no_query_skip_the_gate_without_breaking_consistency() {
     );
 }
 
-/// Semijoins read the post-state, so here the commit gate matters: messages and zone
-/// moves race, and the manager must evaluate each commit against exactly its own
-/// post-state. Writer 2 deals damage into an event table nobody subscribes to, so its
-/// commits skip the gate in between.
+/// Semijoins read the post-state: messages and zone moves race, and each commit must be
+/// evaluated against exactly its own post-state (evaluating against a later one, as a
+/// manager running behind the commits would, fails this test). Writer 2 deals damage
+/// into an event table nobody subscribes to, so commits that change nothing interleave.
 #[test]
 fn semijoins_see_each_commits_own_post_state() {
     let join = |w: u64| {
