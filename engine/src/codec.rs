@@ -200,21 +200,16 @@ impl<'a> Reader<'a> {
     /// Steps over one value without checking it (stored rows were checked on insert).
     #[inline]
     fn skip(&mut self, ty: &AlgebraicType) -> Result<(), &'static str> {
-        use AlgebraicType as T;
-        let n = match ty {
-            T::Bool | T::U8 | T::I8 | T::Enum(_) => 1,
-            T::U16 | T::I16 => 2,
-            T::U32 | T::I32 | T::F32 => 4,
-            T::U64 | T::I64 | T::F64 | T::Timestamp => 8,
-            T::U128 | T::I128 => 16,
-            T::Identity => 32,
-            T::String | T::Bytes => u32::from_le_bytes(self.arr()?) as usize,
-            T::Option(inner) => {
+        let n = match (fixed_width(ty), ty) {
+            (Some(w), _) => w as usize,
+            (None, AlgebraicType::Option(inner)) => {
                 return match self.arr::<1>()?[0] {
                     0 => Ok(()),
                     _ => self.skip(inner),
                 };
             }
+            // A string or bytes: its length comes first.
+            (None, _) => u32::from_le_bytes(self.arr()?) as usize,
         };
         self.take(n).map(|_| ())
     }
@@ -235,7 +230,8 @@ pub struct StoredRow<'a> {
     fixed: &'a [u32],
 }
 
-/// The width in bytes of every value of `ty`, when all have the same.
+/// The width in bytes of every value of `ty`, when all have the same (the encoding's
+/// table in the module doc).
 fn fixed_width(ty: &AlgebraicType) -> Option<u32> {
     use AlgebraicType as T;
     Some(match ty {
