@@ -127,7 +127,7 @@ pub struct TransactionActor {
     ds: Datastore,
     module: Arc<Module>,
     manager: Addr<SubscriptionManager>,
-    /// The manager's registry, asked after each merge whether the commit needs the gate.
+    /// The manager's registry: the queries each commit is evaluated for.
     registry: SharedRegistry,
     in_flight: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,

@@ -232,7 +232,7 @@ pub struct StoredRow<'a> {
 
 /// The width in bytes of every value of `ty`, when all have the same (the encoding's
 /// table in the module doc).
-fn fixed_width(ty: &AlgebraicType) -> Option<u32> {
+pub fn fixed_width(ty: &AlgebraicType) -> Option<u32> {
     use AlgebraicType as T;
     Some(match ty {
         T::Bool | T::U8 | T::I8 | T::Enum(_) => 1,

@@ -517,7 +517,8 @@ fn collect_rows(
     // Ids of rows replaced within the transaction are skipped, so this is at most.
     let at_most = ids.size_hint().1.unwrap_or(0);
     let mut rows = Vec::with_capacity(at_most);
-    let mut packed = (at_most >= pack_from && at_most > 0)
+    // `pack_from` is at least 1 (`set_pack_rows_from`), so an empty list is never packed.
+    let mut packed = (at_most >= pack_from)
         .then(|| PackedRows::new(from.schema().clone(), from.fixed_offsets().clone()));
     for id in ids {
         if let (Some(row), Some(bytes)) = (from.get(id), from.get_bytes(id)) {

@@ -70,7 +70,7 @@ impl Sequences {
     ) -> Result<Value, TxError> {
         let ts = schema
             .table(table)
-            .ok_or_else(|| TxError::UnknownTable(format!("#{}", table.0)))?;
+            .ok_or_else(|| crate::tx::unknown(table))?;
         let exhausted = || TxError::SequenceExhausted {
             table: ts.name.clone(),
             column: ts.column(column).name.clone(),

@@ -44,6 +44,11 @@ pub(crate) struct TxTable {
     pub(crate) delete_order: Vec<RowId>,
 }
 
+/// The error for a table id the schema does not have.
+pub(crate) fn unknown(table: TableId) -> TxError {
+    TxError::UnknownTable(format!("#{}", table.0))
+}
+
 impl TxTable {
     /// The transaction's side of `committed`.
     fn new(committed: &Table) -> Self {
@@ -173,22 +178,14 @@ impl MutTx {
     }
 
     fn committed_table(&self, table: TableId) -> Result<&Table, TxError> {
-        self.committed
-            .table(table)
-            .ok_or_else(|| TxError::UnknownTable(format!("#{}", table.0)))
+        self.committed.table(table).ok_or_else(|| unknown(table))
     }
 
     fn tx_table(&mut self, table: TableId) -> Result<&mut TxTable, TxError> {
+        // Field by field, so the committed table can be lent while the slot is written.
+        let committed = self.committed.table(table).ok_or_else(|| unknown(table))?;
         let slot = &mut self.tables[table.idx()];
-        if slot.is_none() {
-            let committed = self
-                .committed
-                .table(table)
-                .ok_or_else(|| TxError::UnknownTable(format!("#{}", table.0)))?;
-            *slot = Some(Box::new(TxTable::new(committed)));
-        }
-        slot.as_deref_mut()
-            .ok_or_else(|| TxError::UnknownTable(format!("#{}", table.0)))
+        Ok(slot.get_or_insert_with(|| Box::new(TxTable::new(committed))))
     }
 
     fn tx_table_ref(&self, table: TableId) -> Option<&TxTable> {

@@ -35,26 +35,10 @@ struct Span {
     bytes: Vec<u8>,
 }
 
-/// Whether every value of `ty` has exactly one encoding of one width.
+/// Whether every value of `ty` has exactly one encoding of one width: the fixed-width
+/// types but floats, whose `-0.0` and `0.0` compare equal with different bits.
 fn exact_bytes(ty: &AlgebraicType) -> bool {
-    use AlgebraicType as T;
-    matches!(
-        ty,
-        T::Bool
-            | T::U8
-            | T::I8
-            | T::Enum(_)
-            | T::U16
-            | T::I16
-            | T::U32
-            | T::I32
-            | T::U64
-            | T::I64
-            | T::Timestamp
-            | T::U128
-            | T::I128
-            | T::Identity
-    )
+    codec::fixed_width(ty).is_some() && !matches!(ty, AlgebraicType::F32 | AlgebraicType::F64)
 }
 
 impl ByteFilter {

@@ -100,9 +100,9 @@ impl DeltaRows {
         let (inserted, deleted) = match update {
             Some(u) if !picks.is_empty() => (
                 refers(|p| matches!(p, Pick::Inserted(_)))
-                    .then(|| hold(&u.inserts, &u.stored_inserts)),
+                    .then(|| (u.inserts.clone(), u.stored_inserts.clone())),
                 refers(|p| matches!(p, Pick::Deleted(_)))
-                    .then(|| hold(&u.deletes, &u.stored_deletes)),
+                    .then(|| (u.deletes.clone(), u.stored_deletes.clone())),
             ),
             _ => (None, None),
         };
@@ -263,11 +263,6 @@ fn for_encoding<'a>(list: Option<(&'a [Row], Option<&'a PackedRows>)>, i: u32) -
     }
 }
 
-/// A TxData list as a [`DeltaRows`] holds it.
-fn hold(rows: &Arc<[Row]>, packed: &Option<Arc<PackedRows>>) -> HeldList {
-    (rows.clone(), packed.clone())
-}
-
 /// A pick refers to a TxData list its [`DeltaRows`] does not hold: `DeltaRows::new` holds
 /// every list a pick refers to, so this is a bug here, never bad input.
 #[cold]
@@ -288,7 +283,8 @@ fn join_key(v: ValueRef<'_>) -> Option<Value> {
 
 /// The change of `plan`'s result made by the commit `tx`, given the post-state `state`.
 ///
-/// `state` must be exactly the state right after `tx` (the commit gate guarantees this).
+/// `state` must be exactly the state right after `tx`: evaluate before the next commit
+/// merges (the transaction actor does so right after each merge).
 pub fn evaluate_delta(plan: &Plan, state: &CommittedState, tx: &TxData) -> QueryDelta {
     let filter = plan.filter();
     let returned = plan.returned_table();

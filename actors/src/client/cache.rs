@@ -197,11 +197,12 @@ impl ClientCache {
         let mut occupied = match entry {
             Entry::Occupied(o) => o,
             Entry::Vacant(v) if n > 0 => {
+                let n = n.unsigned_abs();
                 let at = touched.touch(ti, row, hash, 0);
-                touched.rows[at].after = n.unsigned_abs();
+                touched.rows[at].after = n;
                 let held = Held {
-                    total: n.unsigned_abs(),
-                    sets: smallvec::smallvec![(qs, n.unsigned_abs())],
+                    total: n,
+                    sets: smallvec::smallvec![(qs, n)],
                 };
                 v.insert((row.clone(), held));
                 return;
