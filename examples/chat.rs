@@ -9,15 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tidings::demo::{Message, Typing, User, chat_module};
+use tidings::demo::{Message, Typing, chat_module, print_screen};
 use tidings::{DbConnection, Identity, Tidings};
-
-/// Display names by identity, as one client knows them from its cache.
-fn name_of(conn: &DbConnection, id: Identity) -> String {
-    conn.table::<User>()
-        .find("identity", id)
-        .map_or_else(|| format!("{}..", &id.to_hex()[..8]), |u| u.name)
-}
 
 fn call<A: serde::Serialize>(
     conn: &DbConnection,
@@ -62,21 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     for (name, conn) in names.iter().zip(&users) {
         let me = *name;
-        conn.table::<Message>().on_insert(move |ctx, m| {
-            println!(
-                "  [{me}'s screen] {}: {}",
-                name_of(&ctx.conn, m.sender),
-                m.text
-            );
-        });
-        conn.table::<Typing>().on_insert(move |ctx, t| {
-            if t.sender != ctx.conn.identity() {
-                println!(
-                    "  [{me}'s screen] {} is typing...",
-                    name_of(&ctx.conn, t.sender)
-                );
-            }
-        });
+        print_screen(me, conn);
         let applied = Arc::new(AtomicBool::new(false));
         let a = applied.clone();
         conn.subscription_builder()

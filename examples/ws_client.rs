@@ -15,8 +15,8 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tidings::actors::server::token::TokenKey;
 use tidings::actors::server::{Server, ws::WsLimits};
-use tidings::demo::{Message, Typing, User, chat_module};
-use tidings::{DbConnection, Identity, Tidings};
+use tidings::demo::{Message, Typing, chat_module, print_screen};
+use tidings::{DbConnection, Tidings};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -65,12 +65,6 @@ impl LocalServer {
     }
 }
 
-fn name_of(conn: &DbConnection, id: Identity) -> String {
-    conn.table::<User>()
-        .find("identity", id)
-        .map_or_else(|| format!("{}..", &id.to_hex()[..8]), |u| u.name)
-}
-
 /// Calls `reducer` and processes messages until its own result is in.
 fn call<A: serde::Serialize>(conn: &DbConnection, reducer: &str, args: &A) -> Res<()> {
     let outcome: Arc<Mutex<Option<Result<(), String>>>> = Arc::default();
@@ -89,21 +83,7 @@ fn call<A: serde::Serialize>(conn: &DbConnection, reducer: &str, args: &A) -> Re
 
 /// Prints what `me` sees and subscribes to everything, waiting for the initial rows.
 fn watch(me: &'static str, conn: &DbConnection) -> Res<()> {
-    conn.table::<Message>().on_insert(move |ctx, m| {
-        println!(
-            "  [{me}'s screen] {}: {}",
-            name_of(&ctx.conn, m.sender),
-            m.text
-        );
-    });
-    conn.table::<Typing>().on_insert(move |ctx, t| {
-        if t.sender != ctx.conn.identity() {
-            println!(
-                "  [{me}'s screen] {} is typing...",
-                name_of(&ctx.conn, t.sender)
-            );
-        }
-    });
+    print_screen(me, conn);
     let applied = Arc::new(AtomicBool::new(false));
     let a = applied.clone();
     conn.subscription_builder()

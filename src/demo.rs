@@ -1,9 +1,10 @@
 //! The demo module: a small chat. Messages persist; "typing" notices are events.
 //!
-//! The `chat` example and the server binary's compiled-in module both use it.
+//! The `chat` and `ws_client` examples and the server binary's compiled-in module use
+//! it; the examples' clients print what they see with [`print_screen`].
 
 use crate::engine::{Identity, Timestamp};
-use crate::{Module, ReducerContext, table};
+use crate::{DbConnection, Module, ReducerContext, table};
 
 /// A chat user.
 #[table(name = "user", public)]
@@ -109,4 +110,32 @@ pub fn chat_module() -> Module {
         .arg_names("set_name", &["name"])
         .arg_names("send_message", &["text"])
         .arg_names("start_typing", &[])
+}
+
+/// The display name of `id` as `conn` knows it from its cache: the user's name, or the
+/// identity's first hex digits before the user has set one.
+pub fn display_name(conn: &DbConnection, id: Identity) -> String {
+    conn.table::<User>()
+        .find("identity", id)
+        .map_or_else(|| format!("{}..", &id.to_hex()[..8]), |u| u.name)
+}
+
+/// Prints, as `me`'s screen, every message `conn` receives and every typing notice from
+/// someone else.
+pub fn print_screen(me: &'static str, conn: &DbConnection) {
+    conn.table::<Message>().on_insert(move |ctx, m| {
+        println!(
+            "  [{me}'s screen] {}: {}",
+            display_name(&ctx.conn, m.sender),
+            m.text
+        );
+    });
+    conn.table::<Typing>().on_insert(move |ctx, t| {
+        if t.sender != ctx.conn.identity() {
+            println!(
+                "  [{me}'s screen] {} is typing...",
+                display_name(&ctx.conn, t.sender)
+            );
+        }
+    });
 }
