@@ -268,31 +268,7 @@ fn v1_one_off_queries_return_rows_and_errors_on(h: &Harness) {
     wait_for(&writer, "the message", |_| done.load(Ordering::SeqCst));
 
     let conn = h.connect_v1();
-    type Rows = Arc<Mutex<Option<tidings::actors::messages::OneOffRows>>>;
-    let got: [Rows; 2] = [Rows::default(), Rows::default()];
-    for (query, slot) in ["SELECT * FROM message", "SELECT * FROM nowhere"]
-        .iter()
-        .zip(&got)
-    {
-        let slot = slot.clone();
-        conn.one_off_query(query, move |rows| *slot.lock() = Some(rows))
-            .expect("one-off query");
-    }
-    wait_for(&conn, "both answers", |_| {
-        got.iter().all(|g| g.lock().is_some())
-    });
-    let rows = got[0].lock().take().expect("answered").expect("rows");
-    assert_eq!(rows.len(), 1, "{rows:?}");
-    assert_eq!(&*rows[0].0, "message");
-    let m = <Message as tidings::engine::TableType>::from_row(rows[0].1[0].clone())
-        .expect("a message row");
-    assert_eq!((m.text.as_str(), m.sender), ("kept", writer.identity()));
-    let err = got[1]
-        .lock()
-        .take()
-        .expect("answered")
-        .expect_err("no such table");
-    assert!(err.contains("nowhere"), "{err}");
+    check_one_off_queries(&conn, writer.identity());
 }
 
 /// `SubscribeSingle`, `SubscribeMulti` and the legacy `Subscribe` on each v1 path: the

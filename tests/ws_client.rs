@@ -476,29 +476,7 @@ fn one_off_queries_over_websocket_return_decoded_rows() {
     let h = Harness::start(Transport::WebSocket);
     let conn = h.connect();
     call_and_wait(&conn, "send_message", &("kept",));
-    type Rows = Arc<Mutex<Option<tidings::actors::messages::OneOffRows>>>;
-    let got: [Rows; 2] = [Rows::default(), Rows::default()];
-    for (query, slot) in ["SELECT * FROM message", "SELECT * FROM nowhere"]
-        .iter()
-        .zip(&got)
-    {
-        let slot = slot.clone();
-        conn.one_off_query(query, move |rows| *slot.lock() = Some(rows))
-            .expect("one-off query");
-    }
-    wait_for(&conn, "both answers", |_| {
-        got.iter().all(|g| g.lock().is_some())
-    });
-    let rows = got[0].lock().take().expect("answered").expect("rows");
-    assert_eq!(rows.len(), 1);
-    assert_eq!(&*rows[0].0, "message");
-    let m = <Message as tidings::engine::TableType>::from_row(rows[0].1[0].clone())
-        .expect("a message row");
-    assert_eq!((m.text.as_str(), m.sender), ("kept", conn.identity()));
-    assert!(
-        got[1].lock().take().expect("answered").is_err(),
-        "an unknown table is the query's error"
-    );
+    check_one_off_queries(&conn, conn.identity());
     h.shutdown();
 }
 

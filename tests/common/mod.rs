@@ -405,3 +405,34 @@ pub fn applied_flag() -> (
         f.store(true, Ordering::SeqCst)
     })
 }
+
+/// Asks `conn` two one-off queries at once, `SELECT * FROM message` and one on a table
+/// that does not exist, and checks both answers: the one message `sender` sent, with the
+/// text "kept", and an error that names the missing table.
+pub fn check_one_off_queries(conn: &DbConnection, sender: Identity) {
+    type Rows = std::sync::Arc<parking_lot::Mutex<Option<tidings::actors::messages::OneOffRows>>>;
+    let got: [Rows; 2] = [Rows::default(), Rows::default()];
+    for (query, slot) in ["SELECT * FROM message", "SELECT * FROM nowhere"]
+        .iter()
+        .zip(&got)
+    {
+        let slot = slot.clone();
+        conn.one_off_query(query, move |rows| *slot.lock() = Some(rows))
+            .expect("one-off query");
+    }
+    wait_for(conn, "both answers", |_| {
+        got.iter().all(|g| g.lock().is_some())
+    });
+    let rows = got[0].lock().take().expect("answered").expect("rows");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(&*rows[0].0, "message");
+    let m = <Message as tidings::engine::TableType>::from_row(rows[0].1[0].clone())
+        .expect("a message row");
+    assert_eq!((m.text.as_str(), m.sender), ("kept", sender));
+    let err = got[1]
+        .lock()
+        .take()
+        .expect("answered")
+        .expect_err("an unknown table is the query's error");
+    assert!(err.contains("nowhere"), "{err}");
+}
