@@ -6,8 +6,10 @@
 //! for the merge. Commit goes:
 //!
 //! 1. collect the net inserts and deletes per table (no net change: no offset, no record);
-//! 2. wait at the *commit gate* until the subscription layer has acknowledged the previous
-//!    offset, so its join fragments always read the post-state of the commit they evaluate;
+//! 2. when the *commit gate* is on ([`Datastore::enable_commit_gate`]), wait until a
+//!    reader evaluating commits on another thread has acknowledged the previous offset, so
+//!    it always reads the post-state of the commit it evaluates (the actors evaluate on
+//!    the committing thread instead, and leave the gate off);
 //! 3. append the record to the commitlog (a writer thread fsyncs it; the caller gets a
 //!    [`Durable`] ticket and acknowledges only once it resolves);
 //! 4. upgrade, merge (event-table rows are never merged), stamp the offset, release.
