@@ -28,12 +28,20 @@
 //! Every latency starts at `t0`, a clock read inside the reducer, at the start of its
 //! transaction (so commit, merge and evaluation are all inside the figure):
 //!
-//! - *delivery*: until the last affected session's queue has the update appended. The
-//!   benchmark thread watches the engine's `deliveries` counter (incremented by the hub
-//!   after each append) while it waits for the call, spinning with `yield_now`.
+//! - *delivery*: until the last affected session's queue has the update appended. With
+//!   inboxes (the default, below) each inbox records when it was last appended to, and
+//!   that is the figure. With own queues the benchmark thread watches the engine's
+//!   `deliveries` counter (incremented by the hub after each append) while it waits for
+//!   the call, spinning with `yield_now`; it competes with the consumers for the cores,
+//!   so it can notice late.
 //! - *end to end*: until the last affected subscriber has applied the update to its cache
 //!   (`frame_tick` / `advance_one_message` returned and `last_offset()` moved). The
-//!   subscribers are drained by a small pool of consumer threads (default 2). Before each
+//!   subscribers are drained by a small pool of consumer threads (default 2), each the
+//!   application thread of its share of them. By default each consumer has an
+//!   [`tidings::Inbox`] and its subscribers are connected through it, so a commit is one
+//!   item per consumer (`--delivery queues` gives every subscriber its own queue
+//!   instead; `--delivery both` runs each latency and sustained row both ways). A
+//!   consumer waits on its inbox and processes what came. With own queues, before each
 //!   commit the pool is handed the list of subscribers the commit reaches; each consumer
 //!   blocks on the queue of one of its pending subscribers, then sweeps the rest with
 //!   `frame_tick`, so it sleeps on the queue's condition variable like a real client
@@ -79,7 +87,7 @@ use tidings::actors::module::encode_args;
 use tidings::actors::queue::QueueLimits;
 use tidings::engine::{Row, TableType, Value};
 use tidings::query::{Caller, Plan, compile, evaluate_rows};
-use tidings::{DbConnection, Identity, Module, ReducerContext, Tidings, table};
+use tidings::{DbConnection, Identity, Inbox, Module, ReducerContext, Tidings, table};
 
 /// Errors of the benchmark harness.
 pub type BoxError = Box<dyn Error + Send + Sync>;
@@ -376,6 +384,7 @@ struct PoolState {
 
 struct PoolShared {
     conns: Vec<DbConnection>,
+    inboxes: Vec<Inbox>,
     subscribed: Arc<Vec<AtomicBool>>,
     consumers: usize,
     state: Mutex<PoolState>,
@@ -395,15 +404,16 @@ struct Pool {
 }
 
 impl Pool {
-    fn new(
-        conns: Vec<DbConnection>,
-        subscribed: Arc<Vec<AtomicBool>>,
-        consumers: usize,
-        clock: Arc<Clock>,
-    ) -> Self {
+    fn new(clients: Clients, consumers: usize, clock: Arc<Clock>) -> Self {
+        let Clients {
+            conns,
+            flags: subscribed,
+            inboxes,
+        } = clients;
         let consumers = consumers.max(1);
         let shared = Arc::new(PoolShared {
             conns,
+            inboxes,
             subscribed,
             consumers,
             state: Mutex::new(PoolState {
@@ -436,6 +446,20 @@ impl Pool {
 
     fn conns(&self) -> &[DbConnection] {
         &self.shared.conns
+    }
+
+    /// When the last append to any of the consumers' inboxes happened (clock ns), for
+    /// inbox delivery: the inbox records it as it appends, so it is exact, where polling
+    /// the delivery counter from a thread that competes with the consumers for the cores
+    /// notices it late.
+    fn last_append_ns(&self) -> Option<u64> {
+        let base = self.shared.clock.base;
+        self.shared
+            .inboxes
+            .iter()
+            .filter_map(|i| i.last_append())
+            .map(|t| t.saturating_duration_since(base).as_nanos() as u64)
+            .max()
     }
 
     /// Hands the consumers a round; returns at once.
@@ -504,7 +528,7 @@ fn consume(sh: &PoolShared, me: usize) {
             .copied()
             .filter(|(i, _)| i % sh.consumers == me)
             .collect();
-        match drain(sh, mine, round.until_subscribed) {
+        match drain(sh, me, mine, round.until_subscribed) {
             Some(last) => {
                 sh.last_ns.fetch_max(last, Ordering::SeqCst);
             }
@@ -523,7 +547,12 @@ fn consume(sh: &PoolShared, me: usize) {
 /// A consumer blocks (up to 1 ms) on the queue of its first pending subscriber before the
 /// first sweep and whenever a sweep found messages for fewer than 1/16 of the pending
 /// subscribers, so it sleeps rather than spins while the hubs are still appending.
-fn drain(sh: &PoolShared, mut pending: Vec<(usize, u64)>, until_subscribed: bool) -> Option<u64> {
+fn drain(
+    sh: &PoolShared,
+    me: usize,
+    mut pending: Vec<(usize, u64)>,
+    until_subscribed: bool,
+) -> Option<u64> {
     let deadline = Instant::now() + WAIT_MAX;
     let is_done = |i: usize, target: u64| {
         if until_subscribed {
@@ -533,6 +562,27 @@ fn drain(sh: &PoolShared, mut pending: Vec<(usize, u64)>, until_subscribed: bool
         }
     };
     let mut last = 0;
+    if let Some(inbox) = sh.inboxes.get(me) {
+        // One inbox holds all of this consumer's subscribers: wait on it, process what
+        // came, and note who is done.
+        while !pending.is_empty() {
+            inbox.advance_one_message(Duration::from_millis(1));
+            inbox.frame_tick();
+            if Instant::now() > deadline {
+                return None;
+            }
+            let now = sh.clock.now_ns();
+            pending.retain(|&(i, target)| {
+                if is_done(i, target) {
+                    last = now;
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        return Some(last);
+    }
     let mut idle = true;
     while !pending.is_empty() {
         if idle {
@@ -565,10 +615,51 @@ fn drain(sh: &PoolShared, mut pending: Vec<(usize, u64)>, until_subscribed: bool
 // ---------------------------------------------------------------------------------------
 
 /// Connects `n` clients; returns them with their "subscription applied" flags.
-fn connect_clients(tidings: &Tidings, n: usize) -> (Vec<DbConnection>, Arc<Vec<AtomicBool>>) {
-    let conns = (0..n).map(|_| tidings.connect()).collect();
+/// How the subscribers' updates reach the consumer threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// One inbox per consumer thread: a commit is one item per inbox.
+    Inbox,
+    /// Every subscriber has its own queue: a commit is one append per subscriber.
+    Queues,
+}
+
+impl Delivery {
+    /// For tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Delivery::Inbox => "inbox",
+            Delivery::Queues => "own queues",
+        }
+    }
+}
+
+/// Clients connected for a pool of `consumers` threads.
+struct Clients {
+    conns: Vec<DbConnection>,
+    flags: Arc<Vec<AtomicBool>>,
+    /// One per consumer thread, when delivered through inboxes; subscriber i is on
+    /// inbox `i % consumers`, the one its consumer drains.
+    inboxes: Vec<Inbox>,
+}
+
+fn connect_clients(tidings: &Tidings, n: usize, consumers: usize, delivery: Delivery) -> Clients {
+    let inboxes: Vec<Inbox> = match delivery {
+        Delivery::Inbox => (0..consumers.max(1)).map(|_| tidings.inbox()).collect(),
+        Delivery::Queues => Vec::new(),
+    };
+    let conns = (0..n)
+        .map(|i| match inboxes.get(i % consumers.max(1)) {
+            Some(inbox) => inbox.connect(),
+            None => tidings.connect(),
+        })
+        .collect();
     let flags = Arc::new((0..n).map(|_| AtomicBool::new(false)).collect());
-    (conns, flags)
+    Clients {
+        conns,
+        flags,
+        inboxes,
+    }
 }
 
 /// Sends every client's subscription; each sets its flag once applied.
@@ -644,13 +735,18 @@ impl Engine {
     /// Starts Tidings, connects `n` clients subscribed per `shape`, and waits until every
     /// snapshot is applied.
     pub fn start(shape: Shape, n: usize, consumers: usize) -> Res<Self> {
+        Self::start_with(shape, n, consumers, Delivery::Inbox)
+    }
+
+    /// [`Engine::start`] with the subscribers' updates delivered per `delivery`.
+    pub fn start_with(shape: Shape, n: usize, consumers: usize, delivery: Delivery) -> Res<Self> {
         let clock = Clock::new();
         let item_rows = item_rows_for(n);
         let (tidings, threads) = start_server(&clock, item_rows)?;
         let t = Instant::now();
-        let (conns, flags) = connect_clients(&tidings, n);
-        subscribe_all(&conns, &flags, |i| shape.query(i))?;
-        let pool = Pool::new(conns, flags, consumers, clock.clone());
+        let clients = connect_clients(&tidings, n, consumers, delivery);
+        subscribe_all(&clients.conns, &clients.flags, |i| shape.query(i))?;
+        let pool = Pool::new(clients, consumers, clock.clone());
         pool.run(Round {
             targets: (0..n).map(|i| (i, 0)).collect(),
             until_subscribed: true,
@@ -751,9 +847,13 @@ impl Engine {
             }
             std::thread::sleep(Duration::from_micros(50));
         }
-        let delivered = t.elapsed();
+        let mut delivered = t.elapsed();
         self.pool.wait()?;
         let applied = t.elapsed();
+        if let Some(last) = self.pool.last_append_ns() {
+            let start = t.saturating_duration_since(self.clock.base).as_nanos() as u64;
+            delivered = Duration::from_nanos(last.saturating_sub(start));
+        }
         let cpu = self.engine_cpu_ns().saturating_sub(cpu0);
         let per_s = |count: u64, d: Duration| count as f64 / d.as_secs_f64().max(1e-9);
         Ok(Sustained {
@@ -840,7 +940,7 @@ impl Fanout for Engine {
         }
         let last = self.pool.wait()?;
         let t0 = self.clock.reducer_ns();
-        let delivered = delivered.unwrap_or(0);
+        let delivered = self.pool.last_append_ns().or(delivered).unwrap_or(0);
         // Polling may notice the last append late; no subscriber applies an update before
         // its queue has it, so the last apply bounds the delivery.
         let delivered = if self.idle_subscribers || last == 0 {
@@ -1240,8 +1340,9 @@ pub struct Storm {
 pub fn storm(subscribers: usize, consumers: usize) -> Res<Storm> {
     let clock = Clock::new();
     let (tidings, _) = start_server(&clock, ITEM_ROWS)?;
-    let (conns, flags) = connect_clients(&tidings, subscribers);
-    let pool = Pool::new(conns, flags.clone(), consumers, clock.clone());
+    let clients = connect_clients(&tidings, subscribers, consumers, Delivery::Inbox);
+    let flags = clients.flags.clone();
+    let pool = Pool::new(clients, consumers, clock.clone());
     std::thread::sleep(Duration::from_millis(100));
     let stop = Arc::new(AtomicBool::new(false));
     let caller = {
@@ -1331,9 +1432,9 @@ fn memory_probe(shape: Shape, n: usize) -> Res<u64> {
     let (tidings, _) = start_server(&clock, item_rows_for(n))?;
     std::thread::sleep(Duration::from_millis(50));
     let rss0 = rss_bytes();
-    let (conns, flags) = connect_clients(&tidings, n);
-    subscribe_all(&conns, &flags, |i| shape.query(i))?;
-    let pool = Pool::new(conns, flags, 2, clock);
+    let clients = connect_clients(&tidings, n, 2, Delivery::Inbox);
+    subscribe_all(&clients.conns, &clients.flags, |i| shape.query(i))?;
+    let pool = Pool::new(clients, 2, clock);
     pool.run(Round {
         targets: (0..n).map(|i| (i, 0)).collect(),
         until_subscribed: true,
@@ -1401,6 +1502,8 @@ struct Options {
     storm_subscribers: usize,
     storm: bool,
     memory: bool,
+    /// The first is the one the design targets are read from.
+    delivery: Vec<Delivery>,
 }
 
 fn parse_args() -> Res<Option<Options>> {
@@ -1417,6 +1520,7 @@ fn parse_args() -> Res<Option<Options>> {
         storm_subscribers: 2_048,
         storm: true,
         memory: true,
+        delivery: vec![Delivery::Inbox],
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -1458,6 +1562,19 @@ fn parse_args() -> Res<Option<Options>> {
                 step = 1;
             }
             "--consumers" => o.consumers = value(i)?.parse()?,
+            "--delivery" => {
+                o.delivery = match value(i)?.as_str() {
+                    "inbox" => vec![Delivery::Inbox],
+                    "queues" => vec![Delivery::Queues],
+                    "both" => vec![Delivery::Inbox, Delivery::Queues],
+                    other => {
+                        return Err(format!(
+                            "--delivery takes inbox, queues or both, not `{other}`"
+                        )
+                        .into());
+                    }
+                }
+            }
             "--commits" => o.commits = value(i)?.parse()?,
             "--budget-ms" => o.budget = Duration::from_millis(value(i)?.parse()?),
             "--storm-subscribers" => o.storm_subscribers = value(i)?.parse()?,
@@ -1481,11 +1598,12 @@ fn parse_args() -> Res<Option<Options>> {
             "--help" | "-h" => {
                 println!(
                     "fanout [--max-n N | --n N1,N2,..] [--shape same|point|both] \
-                     [--rows R1,R2] [--consumers C] [--commits K] [--budget-ms MS] \
+                     [--rows R1,R2] [--consumers C] [--delivery inbox|queues|both] \
+                     [--commits K] [--budget-ms MS] \
                      [--storm-subscribers S] [--no-storm] [--no-memory] [--no-baselines] \
                      [--no-sustained]\n\
                      defaults: --max-n 10000 (N = 1, 100, 1000, 10000) --shape both \
-                     --rows 1,100 --consumers 2 --commits 200 --budget-ms 2000 \
+                     --rows 1,100 --consumers 2 --delivery inbox --commits 200 --budget-ms 2000 \
                      --storm-subscribers 2048"
                 );
                 return Ok(None);
@@ -1582,49 +1700,54 @@ fn main() -> Res<()> {
     let floor_of = |n: usize| floor.iter().find(|(m, _)| *m == n).map(|(_, s)| s.clone());
 
     // Latency per shape, N, rows; sustained per shape and N.
-    let mut lat: Vec<(Shape, usize, u64, Pair)> = Vec::new();
-    let mut sus: Vec<(Shape, usize, Sustained, Duration)> = Vec::new();
+    let mut lat: Vec<(Shape, Delivery, usize, u64, Pair)> = Vec::new();
+    let mut sus: Vec<(Shape, Delivery, usize, Sustained, Duration)> = Vec::new();
     let mut no_match = None;
+    let primary = o.delivery[0];
     for &shape in &o.shapes {
         for &n in &ns {
-            let mut e = Engine::start(shape, n, o.consumers)?;
-            let mut results = Vec::new();
-            for &rows in &o.rows {
-                let s = measure(&mut e, rows, 10, 10, o.commits, o.budget)?;
-                e.idle_subscribers = true;
-                let idle = measure(&mut e, rows, 3, 10, o.commits, o.budget / 2)?;
-                e.idle_subscribers = false;
-                results.push((rows, s, idle));
-            }
-            let k = match shape {
-                Shape::Same => (2_000_000 / n as u64).clamp(200, 20_000),
-                Shape::Point => 20_000,
-            };
-            if o.sustained {
-                let s = e.sustained(Load::Matching, k, IN_FLIGHT)?;
-                sus.push((shape, n, s, e.setup));
-                if shape == Shape::Point && n == 1_000.min(max_n) {
-                    no_match = Some((n, e.sustained(Load::NoMatch, 50_000, IN_FLIGHT)?));
+            for &delivery in &o.delivery {
+                let mut e = Engine::start_with(shape, n, o.consumers, delivery)?;
+                let mut results = Vec::new();
+                for &rows in &o.rows {
+                    let s = measure(&mut e, rows, 10, 10, o.commits, o.budget)?;
+                    e.idle_subscribers = true;
+                    let idle = measure(&mut e, rows, 3, 10, o.commits, o.budget / 2)?;
+                    e.idle_subscribers = false;
+                    results.push((rows, s, idle));
                 }
-            }
-            drop(e);
-            for (rows, s, idle) in results {
-                let naive = if o.baselines {
-                    let mut nv = Naive::start(shape, n, o.consumers)?;
-                    measure(&mut nv, rows, 3, 10, o.commits, o.budget)?
-                } else {
-                    Stats::default()
+                let k = match shape {
+                    Shape::Same => (2_000_000 / n as u64).clamp(200, 20_000),
+                    Shape::Point => 20_000,
                 };
-                lat.push((
-                    shape,
-                    n,
-                    rows,
-                    Pair {
-                        engine: s,
-                        idle,
-                        naive,
-                    },
-                ));
+                if o.sustained {
+                    let s = e.sustained(Load::Matching, k, IN_FLIGHT)?;
+                    sus.push((shape, delivery, n, s, e.setup));
+                    if shape == Shape::Point && n == 1_000.min(max_n) && delivery == primary {
+                        no_match = Some((n, e.sustained(Load::NoMatch, 50_000, IN_FLIGHT)?));
+                    }
+                }
+                drop(e);
+                for (rows, s, idle) in results {
+                    // The baseline does not depend on the delivery: run it once.
+                    let naive = if o.baselines && delivery == primary {
+                        let mut nv = Naive::start(shape, n, o.consumers)?;
+                        measure(&mut nv, rows, 3, 10, o.commits, o.budget)?
+                    } else {
+                        Stats::default()
+                    };
+                    lat.push((
+                        shape,
+                        delivery,
+                        n,
+                        rows,
+                        Pair {
+                            engine: s,
+                            idle,
+                            naive,
+                        },
+                    ));
+                }
             }
         }
     }
@@ -1669,7 +1792,7 @@ fn main() -> Res<()> {
     println!("## Latency: one commit, t0 = reducer start");
     println!();
     let mut rows = Vec::new();
-    for (shape, n, r, x) in &lat {
+    for (shape, delivery, n, r, x) in &lat {
         let fl = floor_of(*n).unwrap_or_default();
         let ratio = if *shape == Shape::Same && fl.delivery_p99 > 0 {
             format!(
@@ -1680,7 +1803,7 @@ fn main() -> Res<()> {
             "-".into()
         };
         rows.push(vec![
-            shape.name().to_string(),
+            format!("{} ({})", shape.name(), delivery.name()),
             r.to_string(),
             n.to_string(),
             x.engine.samples.to_string(),
@@ -1766,9 +1889,9 @@ fn main() -> Res<()> {
             .map_or("-".to_string(), |(_, _, b)| fmt_bytes(*b))
     };
     let mut srows = Vec::new();
-    for (shape, n, s, setup) in &sus {
+    for (shape, delivery, n, s, setup) in &sus {
         srows.push(vec![
-            shape.name().to_string(),
+            format!("{} ({})", shape.name(), delivery.name()),
             "1".into(),
             n.to_string(),
             s.commits.to_string(),
@@ -1916,13 +2039,13 @@ fn main() -> Res<()> {
     println!();
     let find = |shape: Shape, n: usize, rows: u64| {
         lat.iter()
-            .find(|(s, m, r, _)| *s == shape && *m == n && *r == rows)
-            .map(|(_, _, _, x)| x.clone())
+            .find(|(s, d, m, r, _)| *s == shape && *d == primary && *m == n && *r == rows)
+            .map(|(_, _, _, _, x)| x.clone())
     };
     let find_sus = |shape: Shape, n: usize| {
         sus.iter()
-            .find(|(s, m, _, _)| *s == shape && *m == n)
-            .map(|(_, _, s, _)| *s)
+            .find(|(s, d, m, _, _)| *s == shape && *d == primary && *m == n)
+            .map(|(_, _, _, s, _)| *s)
     };
     let mut checks: Vec<Vec<String>> = Vec::new();
     let mut check = |what: &str, target: &str, measured: String, met: bool| {

@@ -21,7 +21,7 @@ pub use tidings_engine as engine;
 pub use tidings_query as query;
 
 pub use tidings_actors::{
-    ConnectOptions, DbConnection, Event, EventContext, Module, Protocol, ReducerContext,
+    ConnectOptions, DbConnection, Event, EventContext, Inbox, Module, Protocol, ReducerContext,
     ReducerError, SubscriptionHandle, Tidings, TidingsError, V1_EVENT_TABLE_ERROR,
 };
 pub use tidings_engine::{Identity, SqlEnum as SqlEnumTrait, Timestamp};

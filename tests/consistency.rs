@@ -3,19 +3,21 @@
 //! gives every persistent table's state at every offset. Every subscriber must see
 //! strictly increasing offsets, all after its snapshot, and its cache after the update at
 //! offset k must equal its query evaluated on the state at k (a semijoin by a nested loop
-//! over the two tables, not by the engine).
+//! over the two tables, not by the engine). Every other subscriber thread drives two
+//! connections through one application-thread inbox, so the batched delivery path is
+//! held to the same oracle.
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
 use parking_lot::Mutex;
 use tidings::engine::{Row, TableId, TxData};
-use tidings::{Identity, Tidings};
+use tidings::{DbConnection, Identity, Tidings};
 
 const WRITERS: u64 = 3;
 const CALLS: usize = 60;
@@ -26,50 +28,83 @@ struct Log {
     states: Vec<(u64, Vec<Row>)>,
 }
 
-fn subscriber(t: Tidings, query: String, table: String, stop: Arc<AtomicBool>) -> Log {
-    let conn = t.connect();
-    let applied = Arc::new(Mutex::new(None));
-    let a = applied.clone();
-    conn.subscription_builder()
-        .on_applied(move |ctx| *a.lock() = Some(ctx.conn.last_offset()))
-        .subscribe(&[query.as_str()])
-        .expect("subscribe");
-    let mut log = Log {
-        snapshot_offset: 0,
-        states: Vec::new(),
+/// Connections delivered through one application-thread inbox, per subscriber thread
+/// that uses one; every other subscriber thread has one connection with its own queue.
+const ON_INBOX: usize = 2;
+
+/// One subscriber thread: one connection with its own queue or, `on_inbox`, several
+/// connections on one inbox, each subscribed to `query`. One log per connection.
+fn subscriber(
+    t: Tidings,
+    query: String,
+    table: String,
+    stop: Arc<AtomicBool>,
+    on_inbox: bool,
+) -> Vec<Log> {
+    let conns: Vec<DbConnection> = if on_inbox {
+        let inbox = t.inbox();
+        (0..ON_INBOX).map(|_| inbox.connect()).collect()
+    } else {
+        vec![t.connect()]
     };
+    let applied: Vec<Arc<Mutex<Option<u64>>>> = conns.iter().map(|_| Arc::default()).collect();
+    for (conn, applied) in conns.iter().zip(&applied) {
+        let a = applied.clone();
+        conn.subscription_builder()
+            .on_applied(move |ctx| *a.lock() = Some(ctx.conn.last_offset()))
+            .subscribe(&[query.as_str()])
+            .expect("subscribe");
+    }
+    let mut logs: Vec<Log> = conns
+        .iter()
+        .map(|_| Log {
+            snapshot_offset: 0,
+            states: Vec::new(),
+        })
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut last = 0;
-    let barrier_done = Arc::new(AtomicBool::new(false));
+    let mut last = vec![0; conns.len()];
+    let barriers_done = Arc::new(AtomicUsize::new(0));
     let mut barrier_sent = false;
-    while !barrier_done.load(Ordering::SeqCst) {
+    while barriers_done.load(Ordering::SeqCst) < conns.len() {
         assert!(Instant::now() < deadline, "subscriber `{query}` timed out");
         if stop.load(Ordering::SeqCst) && !barrier_sent {
             // Results come in order after every earlier commit's update: once this
             // call's result is in, every commit before it has been applied.
-            let b = barrier_done.clone();
-            conn.reducer_then("noop", &(), move |_, _| b.store(true, Ordering::SeqCst))
+            for conn in &conns {
+                let b = barriers_done.clone();
+                conn.reducer_then("noop", &(), move |_, _| {
+                    b.fetch_add(1, Ordering::SeqCst);
+                })
                 .expect("barrier call");
+            }
             barrier_sent = true;
         }
-        if !conn.advance_one_message(Duration::from_millis(20)) {
+        // On an inbox, one item may carry an update for every connection of it, but at
+        // most one per connection: each connection's state is still seen after each of
+        // its updates.
+        if !conns[0].advance_one_message(Duration::from_millis(20)) {
             continue;
         }
-        if let Some(o) = applied.lock().take() {
-            log.snapshot_offset = o;
-            last = o;
-            continue;
-        }
-        let now = conn.last_offset();
-        if now != last {
-            let mut rows: Vec<Row> = conn.rows(&table);
-            rows.sort();
-            log.states.push((now, rows));
-            last = now;
+        for (i, conn) in conns.iter().enumerate() {
+            if let Some(o) = applied[i].lock().take() {
+                logs[i].snapshot_offset = o;
+                last[i] = o;
+                continue;
+            }
+            let now = conn.last_offset();
+            if now != last[i] {
+                let mut rows: Vec<Row> = conn.rows(&table);
+                rows.sort();
+                logs[i].states.push((now, rows));
+                last[i] = now;
+            }
         }
     }
-    conn.disconnect();
-    log
+    for conn in &conns {
+        conn.disconnect();
+    }
+    logs
 }
 
 fn sender(w: u64) -> Identity {
@@ -220,7 +255,10 @@ fn check(setup: &[Call], write: fn(u64, usize) -> Call, queries: Vec<String>) {
         }
         let table = plan.returned_table_name().to_string();
         let (t, q, stop) = (t.clone(), q.clone(), stop.clone());
-        subs.push(std::thread::spawn(move || subscriber(t, q, table, stop)));
+        let on_inbox = i % 2 == 1;
+        subs.push(std::thread::spawn(move || {
+            subscriber(t, q, table, stop, on_inbox)
+        }));
     }
     for w in writers {
         w.join().expect("writer");
@@ -249,7 +287,7 @@ fn check(setup: &[Call], write: fn(u64, usize) -> Call, queries: Vec<String>) {
         at.push(state.clone());
     }
     for ((q, plan), handle) in queries.iter().zip(&plans).zip(subs) {
-        let log = handle.join().expect("subscriber thread");
+        let logs = handle.join().expect("subscriber thread");
         let eval = |k: u64| -> Vec<Row> {
             let tables = &at[k as usize];
             let rows_of = |t: TableId| tables.get(&t).into_iter().flatten();
@@ -266,30 +304,32 @@ fn check(setup: &[Call], write: fn(u64, usize) -> Call, queries: Vec<String>) {
             v.sort();
             v
         };
-        let mut prev = log.snapshot_offset;
-        for (k, rows) in &log.states {
-            assert!(
-                *k > prev,
-                "`{q}`: offsets must strictly increase after the snapshot ({k} after {prev})"
-            );
+        for log in logs {
+            let mut prev = log.snapshot_offset;
+            for (k, rows) in &log.states {
+                assert!(
+                    *k > prev,
+                    "`{q}`: offsets must strictly increase after the snapshot ({k} after {prev})"
+                );
+                assert_eq!(
+                    rows,
+                    &eval(*k),
+                    "`{q}`: cache after offset {k} differs from the query on the state at {k}"
+                );
+                prev = *k;
+            }
+            let last = log.states.last().map_or(log.snapshot_offset, |s| s.0);
+            let final_rows = log
+                .states
+                .last()
+                .map(|s| s.1.clone())
+                .unwrap_or_else(|| eval(log.snapshot_offset));
             assert_eq!(
-                rows,
-                &eval(*k),
-                "`{q}`: cache after offset {k} differs from the query on the state at {k}"
+                final_rows,
+                eval(*offsets.last().unwrap_or(&0)),
+                "`{q}`: final cache (last update at {last})"
             );
-            prev = *k;
         }
-        let last = log.states.last().map_or(log.snapshot_offset, |s| s.0);
-        let final_rows = log
-            .states
-            .last()
-            .map(|s| s.1.clone())
-            .unwrap_or_else(|| eval(log.snapshot_offset));
-        assert_eq!(
-            final_rows,
-            eval(*offsets.last().unwrap_or(&0)),
-            "`{q}`: final cache (last update at {last})"
-        );
     }
     t.shutdown();
 }

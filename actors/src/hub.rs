@@ -1,10 +1,12 @@
 //! Per-arbiter hubs: fan-out of one commit to the sessions living on one arbiter.
 //!
 //! The manager sends each hub one shared `Arc` of a commit's updates, never one message
-//! per session. The hub owns its sessions' delivery state in a slotmap (queue, protocol,
+//! per session. The hub owns its sessions' delivery state in a slotmap (sink, protocol,
 //! query sets with their snapshot offsets) and an index from query to local (session,
 //! query set) pairs, so fanning a commit out costs one lookup per changed query and one
-//! small envelope per affected session, appended straight to that session's queue.
+//! small envelope per affected session, appended straight to that session's queue. A
+//! session driven by an application thread's [`crate::inbox`] costs less still: one
+//! target entry, and the inbox gets a single batch per commit.
 //!
 //! For a reducer's caller the hub folds the caller's own update into its `ReducerResult`
 //! (v2) or its `TransactionUpdate` with the full reducer event (v1); every other session
@@ -21,13 +23,14 @@ use smallvec::SmallVec;
 use tidings_engine::commitlog::Durable;
 use tidings_query::QueryId;
 
+use crate::inbox::{Batch, InboxQueue, Item, Sink, TARGET_BYTES};
 use crate::manager::{CommitBroadcast, SessionDropped};
 use crate::messages::{
     CallReducerFlags, ConnectionId, Envelope, Protocol, QuerySetId, QuerySetUpdate, ReducerEvent,
     ReducerOutcome, ReducerStatus, ServerMessage, TransactionUpdate,
 };
 use crate::metrics::Metrics;
-use crate::queue::{Pushed, SessionQueue};
+use crate::queue::Pushed;
 
 new_key_type! {
     struct SessionKey;
@@ -51,7 +54,7 @@ struct QuerySet {
 struct Session {
     connection: ConnectionId,
     protocol: Protocol,
-    queue: Arc<SessionQueue>,
+    sink: Sink,
     sets: HashMap<QuerySetId, QuerySet>,
 }
 
@@ -59,7 +62,7 @@ struct Session {
 /// without looking the session or its sets up.
 struct Holder {
     key: SessionKey,
-    queue: Arc<SessionQueue>,
+    sink: Sink,
     v1: bool,
     /// The query sets holding the query, with their snapshot offsets; sorted by set.
     sets: SmallVec<[(QuerySetId, u64); 1]>,
@@ -67,6 +70,105 @@ struct Holder {
 
 /// What changed for one session in one commit: (query set, query) pairs, sorted.
 type ContentKey = SmallVec<[(QuerySetId, QueryId); 2]>;
+
+/// The local holders of one query: sessions with their own queue, and per inbox the
+/// sessions delivered through it.
+#[derive(Default)]
+struct Holders {
+    own: Vec<Holder>,
+    inboxes: Vec<InboxHolders>,
+}
+
+/// The holders of one query on one inbox.
+struct InboxHolders {
+    inbox: Arc<InboxQueue>,
+    holders: Vec<Holder>,
+    /// The batch targets for a commit of the query, built at the first commit past all
+    /// their snapshots and reused until the holders change: a commit then costs this
+    /// inbox one message per distinct content, whatever the number of connections.
+    cached: Option<CachedTargets>,
+}
+
+struct CachedTargets {
+    /// The distinct (protocol v1, content) pairs the targets point into.
+    contents: Vec<(bool, ContentKey)>,
+    targets: Arc<[(ConnectionId, u32)]>,
+}
+
+impl Holders {
+    /// The list `sink`'s session belongs in; an inbox's cached targets are dropped, as
+    /// the caller is about to change the list.
+    fn list_for(&mut self, sink: &Sink) -> &mut Vec<Holder> {
+        let Some(inbox) = sink.inbox() else {
+            return &mut self.own;
+        };
+        let at = match self
+            .inboxes
+            .iter()
+            .position(|g| Arc::ptr_eq(&g.inbox, inbox))
+        {
+            Some(at) => at,
+            None => {
+                self.inboxes.push(InboxHolders {
+                    inbox: inbox.clone(),
+                    holders: Vec::new(),
+                    cached: None,
+                });
+                self.inboxes.len() - 1
+            }
+        };
+        let g = &mut self.inboxes[at];
+        g.cached = None;
+        &mut g.holders
+    }
+
+    fn is_empty(&self) -> bool {
+        self.own.is_empty() && self.inboxes.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Holder> {
+        self.own
+            .iter()
+            .chain(self.inboxes.iter().flat_map(|g| g.holders.iter()))
+    }
+}
+
+impl InboxHolders {
+    /// The cached targets for a commit at `offset` of query `id`, built if need be;
+    /// `None` while some holder's snapshot is not older than `offset`.
+    fn targets(&mut self, offset: u64, id: QueryId) -> Option<&CachedTargets> {
+        if self.cached.is_none() {
+            let newest = self
+                .holders
+                .iter()
+                .flat_map(|h| h.sets.iter().map(|(_, from)| *from))
+                .max()
+                .unwrap_or(0);
+            if offset <= newest {
+                return None;
+            }
+            let mut contents: Vec<(bool, ContentKey)> = Vec::new();
+            let mut seen: HashMap<(bool, ContentKey), u32> = HashMap::new();
+            let mut targets = Vec::with_capacity(self.holders.len());
+            for h in &self.holders {
+                let Sink::Inbox(_, connection) = &h.sink else {
+                    continue;
+                };
+                let content: ContentKey = h.sets.iter().map(|(qs, _)| (*qs, id)).collect();
+                let at = *seen.entry((h.v1, content)).or_insert_with_key(|k| {
+                    contents.push(k.clone());
+                    contents.len() as u32 - 1
+                });
+                targets.push((*connection, at));
+            }
+            self.cached = Some(CachedTargets {
+                contents,
+                targets: targets.into(),
+            });
+        }
+        self.cached.as_ref()
+    }
+}
 
 /// The query-set updates for `content`, taking each query's rows from the broadcast.
 fn group_by_set(content: &ContentKey, b: &CommitBroadcast) -> Vec<QuerySetUpdate> {
@@ -106,8 +208,8 @@ pub(crate) fn session_bytes() -> usize {
     let slot = size_of::<Session>() + size_of::<u32>();
     let sets = one_entry_map_bytes::<QuerySetId, QuerySet>();
     let by_connection = map_entry_bytes::<ConnectionId, SessionKey>();
-    // One element of a query's subscriber list, which grows by doubling.
-    let by_query = 2 * size_of::<(SessionKey, QuerySetId)>();
+    // One element of a query's holder list, which grows by doubling.
+    let by_query = 2 * size_of::<Holder>();
     let scratch = map_entry_bytes::<SessionKey, ContentKey>();
     slot + sets + by_connection + by_query + scratch
 }
@@ -117,11 +219,13 @@ pub struct Hub {
     sessions: SlotMap<SessionKey, Session>,
     by_connection: HashMap<ConnectionId, SessionKey>,
     /// Per query, the local sessions holding it (one entry per session).
-    by_query: HashMap<QueryId, Vec<Holder>>,
+    by_query: HashMap<QueryId, Holders>,
     manager: Option<Recipient<SessionDropped>>,
     metrics: Arc<Metrics>,
     /// Reused per commit: each affected session's query-set updates.
     scratch: HashMap<SessionKey, ContentKey>,
+    /// Reused per commit: the batches for inboxes.
+    batches: Batches,
 }
 
 /// The message a fan-out sends to sessions with the same share of a commit, built once.
@@ -129,6 +233,199 @@ pub struct Hub {
 struct Built {
     message: Arc<ServerMessage>,
     bytes: usize,
+    /// Distinguishes the messages of one fan-out, so an inbox batch holds each once.
+    id: u32,
+}
+
+/// The inbox batches of one fan-out, reused across commits.
+#[derive(Default)]
+struct Batches {
+    open: Vec<OpenBatch>,
+    /// Inbox id -> index in `open`; consulted only when the last batch used is not the
+    /// inbox wanted (a hub usually serves one or two inboxes).
+    index: HashMap<u64, usize>,
+    last: usize,
+}
+
+struct OpenBatch {
+    inbox: Arc<InboxQueue>,
+    /// A session of the inbox, to report the inbox dropped.
+    key: SessionKey,
+    durable: Option<Durable>,
+    messages: SmallVec<[Arc<ServerMessage>; 1]>,
+    /// Targets gathered one by one, or a cached list (then nothing else is added).
+    targets: Vec<(ConnectionId, u32)>,
+    shared: Option<Arc<[(ConnectionId, u32)]>>,
+    /// The [`Built::id`] of each message in `messages`.
+    ids: SmallVec<[u32; 1]>,
+    bytes: usize,
+}
+
+/// The messages of a commit that changed one query, built once per distinct content.
+struct OneQuery<'a> {
+    b: &'a CommitBroadcast,
+    offset: u64,
+    id: QueryId,
+    caller: Option<SessionKey>,
+    /// Sessions usually share one content (same set ids, same protocol): compared
+    /// before looking in `built`.
+    last: Option<(bool, ContentKey, Built)>,
+    built: HashMap<(bool, ContentKey), Built>,
+    content: ContentKey,
+}
+
+impl OneQuery<'_> {
+    /// The message for sessions of protocol `v1` whose share is `content`.
+    fn built(&mut self, v1: bool, content: &ContentKey) -> Built {
+        let next = self.built.len() as u32;
+        let b = self.b;
+        self.built
+            .entry((v1, content.clone()))
+            .or_insert_with_key(|(v1, c)| Hub::build(b, *v1, c, next))
+            .clone()
+    }
+
+    /// Sends `h` its share, if the commit is past one of its sets' snapshots.
+    fn send(&mut self, h: &Holder, out: &mut Delivery<'_>) {
+        if self.caller == Some(h.key) {
+            return;
+        }
+        let mut content = std::mem::take(&mut self.content);
+        content.clear();
+        content.extend(
+            h.sets
+                .iter()
+                .filter(|(_, from)| self.offset > *from)
+                .map(|(qs, _)| (*qs, self.id)),
+        );
+        if !content.is_empty() {
+            match &self.last {
+                Some((v1, c, m)) if *v1 == h.v1 && *c == content => out.send(h.key, &h.sink, m),
+                _ => {
+                    let m = self.built(h.v1, &content);
+                    out.send(h.key, &h.sink, &m);
+                    self.last = Some((h.v1, content.clone(), m));
+                }
+            }
+        }
+        self.content = content;
+    }
+}
+
+/// One commit's delivery in progress: pushes to own queues at once, gathers inbox
+/// targets into one batch per inbox.
+struct Delivery<'a> {
+    durable: &'a Option<Durable>,
+    batches: &'a mut Batches,
+    delivered: u64,
+    dropped: SmallVec<[SessionKey; 2]>,
+}
+
+impl Delivery<'_> {
+    fn send(&mut self, key: SessionKey, sink: &Sink, m: &Built) {
+        match sink {
+            Sink::Queue(q) => {
+                let envelope = Envelope {
+                    message: m.message.clone(),
+                    durable: self.durable.clone(),
+                };
+                match q.push_sized(envelope, m.bytes) {
+                    Pushed::Queued | Pushed::QueuedWasEmpty => self.delivered += 1,
+                    Pushed::Dropped => self.dropped.push(key),
+                    Pushed::Gone => {}
+                }
+            }
+            Sink::Inbox(inbox, connection) => self.add(inbox, key, *connection, m),
+        }
+    }
+
+    fn add(
+        &mut self,
+        inbox: &Arc<InboxQueue>,
+        key: SessionKey,
+        connection: ConnectionId,
+        m: &Built,
+    ) {
+        let b = &mut *self.batches;
+        let at = match b.open.get(b.last) {
+            Some(o) if Arc::ptr_eq(&o.inbox, inbox) => b.last,
+            _ => match b.index.get(&inbox.id()) {
+                Some(&at) => at,
+                None => {
+                    b.open.push(OpenBatch {
+                        inbox: inbox.clone(),
+                        key,
+                        durable: self.durable.clone(),
+                        messages: SmallVec::new(),
+                        targets: Vec::new(),
+                        shared: None,
+                        ids: SmallVec::new(),
+                        bytes: 0,
+                    });
+                    b.index.insert(inbox.id(), b.open.len() - 1);
+                    b.open.len() - 1
+                }
+            },
+        };
+        b.last = at;
+        let o = &mut b.open[at];
+        debug_assert!(o.shared.is_none(), "a cached batch takes no more targets");
+        let slot = match o.ids.iter().rposition(|id| *id == m.id) {
+            Some(slot) => slot,
+            None => {
+                o.ids.push(m.id);
+                o.messages.push(m.message.clone());
+                o.bytes += m.bytes;
+                o.ids.len() - 1
+            }
+        };
+        o.targets.push((connection, slot as u32));
+        o.bytes += TARGET_BYTES;
+    }
+
+    /// Adds a whole batch for `inbox`: its cached `targets`, pointing into `messages`.
+    fn add_shared(
+        &mut self,
+        inbox: &Arc<InboxQueue>,
+        key: SessionKey,
+        messages: SmallVec<[Built; 1]>,
+        targets: Arc<[(ConnectionId, u32)]>,
+    ) {
+        let b = &mut *self.batches;
+        debug_assert!(!b.index.contains_key(&inbox.id()), "one batch per inbox");
+        b.open.push(OpenBatch {
+            inbox: inbox.clone(),
+            key,
+            durable: self.durable.clone(),
+            bytes: messages.iter().map(|m| m.bytes).sum::<usize>() + TARGET_BYTES * targets.len(),
+            messages: messages.into_iter().map(|m| m.message).collect(),
+            targets: Vec::new(),
+            shared: Some(targets),
+            ids: SmallVec::new(),
+        });
+        b.index.insert(inbox.id(), b.open.len() - 1);
+    }
+
+    /// Appends each inbox's batch; returns the deliveries and the sessions dropped.
+    fn finish(mut self) -> (u64, SmallVec<[SessionKey; 2]>) {
+        self.batches.index.clear();
+        self.batches.last = 0;
+        for o in self.batches.open.drain(..) {
+            let targets = o.shared.unwrap_or_else(|| o.targets.into());
+            let reached = targets.len() as u64;
+            let batch = Batch {
+                durable: o.durable,
+                messages: o.messages,
+                targets,
+            };
+            match o.inbox.push(Item::Commit(batch), o.bytes) {
+                Pushed::Queued | Pushed::QueuedWasEmpty => self.delivered += reached,
+                Pushed::Dropped => self.dropped.push(o.key),
+                Pushed::Gone => {}
+            }
+        }
+        (self.delivered, self.dropped)
+    }
 }
 
 impl Hub {
@@ -141,6 +438,7 @@ impl Hub {
             manager: None,
             metrics,
             scratch: HashMap::new(),
+            batches: Batches::default(),
         }
     }
 
@@ -155,7 +453,8 @@ impl Hub {
         let Some(s) = self.sessions.get(key) else {
             return false;
         };
-        match s.queue.push(envelope) {
+        let bytes = envelope.approx_bytes();
+        match s.sink.push(envelope, bytes) {
             Pushed::Queued | Pushed::QueuedWasEmpty => true,
             Pushed::Dropped => {
                 self.dropped(key);
@@ -165,17 +464,29 @@ impl Hub {
         }
     }
 
+    /// Reports the session of `key` dropped for passing its bound; a session on an
+    /// inbox takes every session of that inbox with it (they shared the bound).
     fn dropped(&mut self, key: SessionKey) {
         let Some(s) = self.sessions.get(key) else {
             return;
         };
-        let reason = s.queue.dropped_reason().unwrap_or_default();
-        tracing::warn!(connection = s.connection.0, %reason, "dropping session");
-        self.metrics.count_drop(&reason);
-        if let Some(m) = &self.manager {
-            m.do_send(SessionDropped {
-                connection: s.connection,
-            });
+        let reason = s.sink.dropped_reason().unwrap_or_default();
+        let gone: SmallVec<[ConnectionId; 1]> = match s.sink.inbox() {
+            None => smallvec::smallvec![s.connection],
+            // Rare (an application thread stopped draining): a scan is fine.
+            Some(inbox) => self
+                .sessions
+                .values()
+                .filter(|o| o.sink.inbox().is_some_and(|i| Arc::ptr_eq(i, inbox)))
+                .map(|o| o.connection)
+                .collect(),
+        };
+        for connection in gone {
+            tracing::warn!(connection = connection.0, %reason, "dropping session");
+            self.metrics.count_drop(&reason);
+            if let Some(m) = &self.manager {
+                m.do_send(SessionDropped { connection });
+            }
         }
     }
 
@@ -186,7 +497,7 @@ impl Hub {
         self.by_connection.remove(&s.connection);
         for (qs, set) in s.sets {
             for q in set.queries {
-                self.unindex(q.id, key, qs);
+                self.unindex(q.id, key, &s.sink, qs);
             }
         }
     }
@@ -195,7 +506,7 @@ impl Hub {
         let Some(s) = self.sessions.get(key) else {
             return;
         };
-        let list = self.by_query.entry(id).or_default();
+        let list = self.by_query.entry(id).or_default().list_for(&s.sink);
         match list.iter_mut().find(|h| h.key == key) {
             Some(h) => {
                 let at = h.sets.partition_point(|(q, _)| *q < qs);
@@ -203,15 +514,16 @@ impl Hub {
             }
             None => list.push(Holder {
                 key,
-                queue: s.queue.clone(),
+                sink: s.sink.clone(),
                 v1: s.protocol == Protocol::V1,
                 sets: smallvec::smallvec![(qs, from_offset)],
             }),
         }
     }
 
-    fn unindex(&mut self, id: QueryId, key: SessionKey, qs: QuerySetId) {
-        if let Some(list) = self.by_query.get_mut(&id) {
+    fn unindex(&mut self, id: QueryId, key: SessionKey, sink: &Sink, qs: QuerySetId) {
+        if let Some(holders) = self.by_query.get_mut(&id) {
+            let list = holders.list_for(sink);
             if let Some(p) = list.iter().position(|h| h.key == key) {
                 let h = &mut list[p];
                 if let Some(i) = h.sets.iter().position(|(q, _)| *q == qs) {
@@ -221,14 +533,15 @@ impl Hub {
                     list.swap_remove(p);
                 }
             }
-            if list.is_empty() {
+            holders.inboxes.retain(|g| !g.holders.is_empty());
+            if holders.is_empty() {
                 self.by_query.remove(&id);
             }
         }
     }
 
     /// The message for sessions whose share of `b` is `content`, for the protocol `v1`.
-    fn build(b: &CommitBroadcast, v1: bool, content: &ContentKey) -> Built {
+    fn build(b: &CommitBroadcast, v1: bool, content: &ContentKey, id: u32) -> Built {
         // Only the caller learns what was called, with what, and what it returned.
         let event = v1.then(|| ReducerEvent {
             request_id: 0,
@@ -249,6 +562,7 @@ impl Hub {
         Built {
             bytes: envelope.approx_bytes(),
             message: envelope.message,
+            id,
         }
     }
 
@@ -328,61 +642,75 @@ impl Hub {
     }
 
     /// Fans out a commit that changed exactly one query: each holder of the query is one
-    /// recipient, so no per-session grouping is needed. Returns the deliveries and the
-    /// sessions dropped for passing their bound.
+    /// recipient, so no per-session grouping is needed, and an inbox whose holders did
+    /// not change since the last commit of the query reuses its targets. Returns the
+    /// deliveries and the sessions dropped for passing their bound.
     fn fan_out_one(
-        &self,
+        &mut self,
         b: &CommitBroadcast,
         offset: u64,
         caller: Option<SessionKey>,
         durable: &Option<Durable>,
     ) -> (u64, SmallVec<[SessionKey; 2]>) {
-        let mut delivered = 0u64;
-        let mut dropped = SmallVec::new();
-        let Some((id, _)) = b.updates.iter().next() else {
-            return (delivered, dropped);
+        let mut batches = std::mem::take(&mut self.batches);
+        let mut out = Delivery {
+            durable,
+            batches: &mut batches,
+            delivered: 0,
+            dropped: SmallVec::new(),
         };
-        // Sessions usually share one content (same set ids, same protocol): compare with
-        // the last one built before looking further.
-        let mut last: Option<(bool, ContentKey, Built)> = None;
-        let mut built: HashMap<(bool, ContentKey), Built> = HashMap::new();
-        let mut content = ContentKey::new();
-        for h in self.by_query.get(id).into_iter().flatten() {
-            if caller == Some(h.key) {
-                continue;
+        let caller_inbox = caller
+            .and_then(|k| self.sessions.get(k))
+            .and_then(|s| s.sink.inbox().cloned());
+        if let Some((id, _)) = b.updates.iter().next()
+            && let Some(holders) = self.by_query.get_mut(id)
+        {
+            let mut one = OneQuery {
+                b,
+                offset,
+                id: *id,
+                caller,
+                last: None,
+                built: HashMap::new(),
+                content: ContentKey::new(),
+            };
+            for h in &holders.own {
+                one.send(h, &mut out);
             }
-            content.clear();
-            content.extend(
-                h.sets
-                    .iter()
-                    .filter(|(_, from)| offset > *from)
-                    .map(|(qs, _)| (*qs, *id)),
-            );
-            if content.is_empty() {
-                continue;
-            }
-            let m = match &last {
-                Some((v1, c, m)) if *v1 == h.v1 && *c == content => m.clone(),
-                _ => {
-                    let m = built
-                        .entry((h.v1, content.clone()))
-                        .or_insert_with_key(|(v1, c)| Self::build(b, *v1, c))
-                        .clone();
-                    last = Some((h.v1, content.clone(), m.clone()));
-                    m
+            for g in &mut holders.inboxes {
+                // The caller gets its own result instead: its inbox goes holder by holder.
+                let has_caller = caller_inbox
+                    .as_ref()
+                    .is_some_and(|c| Arc::ptr_eq(c, &g.inbox));
+                let key = g.holders.first().map(|h| h.key);
+                match (has_caller, key) {
+                    (false, Some(key)) => match g.targets(offset, *id) {
+                        Some(cached) => {
+                            let targets = cached.targets.clone();
+                            let messages = cached
+                                .contents
+                                .iter()
+                                .map(|(v1, content)| one.built(*v1, content))
+                                .collect();
+                            out.add_shared(&g.inbox, key, messages, targets);
+                        }
+                        None => {
+                            for h in &g.holders {
+                                one.send(h, &mut out);
+                            }
+                        }
+                    },
+                    _ => {
+                        for h in &g.holders {
+                            one.send(h, &mut out);
+                        }
+                    }
                 }
-            };
-            let envelope = Envelope {
-                message: m.message,
-                durable: durable.clone(),
-            };
-            match h.queue.push_sized(envelope, m.bytes) {
-                Pushed::Queued | Pushed::QueuedWasEmpty => delivered += 1,
-                Pushed::Dropped => dropped.push(h.key),
-                Pushed::Gone => {}
             }
         }
-        (delivered, dropped)
+        let result = out.finish();
+        self.batches = batches;
+        result
     }
 
     /// Fans out a commit that changed several queries: each affected session's share is
@@ -396,7 +724,7 @@ impl Hub {
     ) -> (u64, SmallVec<[SessionKey; 2]>) {
         let mut per_session = std::mem::take(&mut self.scratch);
         for id in b.updates.keys() {
-            for h in self.by_query.get(id).into_iter().flatten() {
+            for h in self.by_query.get(id).into_iter().flat_map(Holders::iter) {
                 if caller == Some(h.key) {
                     continue;
                 }
@@ -410,30 +738,29 @@ impl Hub {
         // Sessions whose share of the commit is the same (same query sets, same changed
         // queries, same protocol) get the same message: build it once, clone the `Arc`.
         let mut built: HashMap<(bool, ContentKey), Built> = HashMap::new();
-        let mut delivered = 0u64;
-        let mut dropped = SmallVec::new();
+        let mut batches = std::mem::take(&mut self.batches);
+        let mut out = Delivery {
+            durable,
+            batches: &mut batches,
+            delivered: 0,
+            dropped: SmallVec::new(),
+        };
         for (key, mut content) in per_session.drain() {
             let Some(s) = self.sessions.get(key) else {
                 continue;
             };
             content.sort_unstable();
             let v1 = s.protocol == Protocol::V1;
+            let next = built.len() as u32;
             let m = built
                 .entry((v1, content))
-                .or_insert_with_key(|(v1, c)| Self::build(b, *v1, c))
-                .clone();
-            let envelope = Envelope {
-                message: m.message,
-                durable: durable.clone(),
-            };
-            match s.queue.push_sized(envelope, m.bytes) {
-                Pushed::Queued | Pushed::QueuedWasEmpty => delivered += 1,
-                Pushed::Dropped => dropped.push(key),
-                Pushed::Gone => {}
-            }
+                .or_insert_with_key(|(v1, c)| Self::build(b, *v1, c, next));
+            out.send(key, &s.sink, m);
         }
+        let result = out.finish();
+        self.batches = batches;
         self.scratch = per_session;
-        (delivered, dropped)
+        result
     }
 
     /// The caller's own query-set updates (recomputed: the caller was skipped above).
@@ -486,8 +813,8 @@ pub struct HubAttach {
     pub connection: ConnectionId,
     /// Its protocol.
     pub protocol: Protocol,
-    /// Its queue.
-    pub queue: Arc<SessionQueue>,
+    /// Where its messages go.
+    pub sink: Sink,
     /// The first message to deliver.
     pub initial: Envelope,
 }
@@ -498,7 +825,7 @@ impl Handler<HubAttach> for Hub {
         let key = self.sessions.insert(Session {
             connection: msg.connection,
             protocol: msg.protocol,
-            queue: msg.queue,
+            sink: msg.sink,
             sets: HashMap::new(),
         });
         self.by_connection.insert(msg.connection, key);
@@ -579,13 +906,12 @@ impl Handler<HubUnsubscribed> for Hub {
         let Some(key) = self.by_connection.get(&msg.connection).copied() else {
             return;
         };
-        if let Some(set) = self
-            .sessions
-            .get_mut(key)
-            .and_then(|s| s.sets.remove(&msg.query_set_id))
-        {
+        if let Some((sink, set)) = self.sessions.get_mut(key).and_then(|s| {
+            let set = s.sets.remove(&msg.query_set_id)?;
+            Some((s.sink.clone(), set))
+        }) {
             for q in set.queries {
-                self.unindex(q.id, key, msg.query_set_id);
+                self.unindex(q.id, key, &sink, msg.query_set_id);
             }
         }
         self.push(key, msg.envelope);
@@ -605,7 +931,7 @@ impl Handler<HubShutdown> for Hub {
     type Result = ();
     fn handle(&mut self, msg: HubShutdown, _: &mut Self::Context) {
         for (_, s) in &self.sessions {
-            s.queue.finish(&msg.reason);
+            s.sink.finish(&msg.reason);
         }
     }
 }
@@ -655,7 +981,7 @@ impl Handler<HubCommit> for Hub {
 mod tests {
     use super::*;
     use crate::messages::{TableRows, TableUpdate};
-    use crate::queue::QueueLimits;
+    use crate::queue::{QueueLimits, SessionQueue};
     use tidings_engine::{Timestamp, row};
 
     fn broadcast(offset: u64, id: QueryId) -> Arc<CommitBroadcast> {
@@ -687,7 +1013,7 @@ mod tests {
         let key = hub.sessions.insert(Session {
             connection: conn,
             protocol: Protocol::V2,
-            queue: queue.clone(),
+            sink: Sink::Queue(queue.clone()),
             sets: HashMap::new(),
         });
         hub.by_connection.insert(conn, key);
@@ -732,7 +1058,7 @@ mod tests {
         let key = hub.sessions.insert(Session {
             connection: conn,
             protocol: Protocol::V2,
-            queue: queue.clone(),
+            sink: Sink::Queue(queue.clone()),
             sets: HashMap::new(),
         });
         hub.by_connection.insert(conn, key);
@@ -773,7 +1099,7 @@ mod tests {
         hub.commit(&both, false);
         assert_eq!(sets_of(queue.try_pop().expect("delivered")), vec![1, 2, 3]);
         assert!(queue.is_empty(), "one message per session per commit");
-        hub.unindex(a, key, 1);
+        hub.unindex(a, key, &Sink::Queue(queue.clone()), 1);
         hub.commit(&broadcast(3, a), false);
         assert_eq!(sets_of(queue.try_pop().expect("delivered")), vec![2]);
     }

@@ -31,6 +31,7 @@
 
 pub mod client;
 pub mod hub;
+pub mod inbox;
 pub mod manager;
 pub mod messages;
 pub mod metrics;
@@ -43,7 +44,7 @@ pub mod transaction;
 pub mod wire;
 
 pub use client::{
-    ConnectError, ConnectOptions, DbConnection, DbConnectionBuilder, Event, EventContext,
+    ConnectError, ConnectOptions, DbConnection, DbConnectionBuilder, Event, EventContext, Inbox,
     SubscriptionHandle, WireProtocol,
 };
 pub use manager::SubscriptionManager;

@@ -27,12 +27,12 @@ use tidings_query::{Caller, Plan, QueryId, Registry, evaluate_delta, evaluate_ro
 use crate::hub::{
     Hub, HubAttach, HubCommit, HubDetach, HubSend, HubSubscribed, HubUnsubscribed, SetQuery,
 };
+use crate::inbox::Sink;
 use crate::messages::{
     CallReducerFlags, ClientMessage, ConnectionId, Envelope, Protocol, QuerySetId, ReducerStatus,
     RequestId, ServerMessage, TableRows, TableUpdate, V1_EVENT_TABLE_ERROR, V1_LEGACY_QUERY_SET,
 };
 use crate::metrics::Metrics;
-use crate::queue::SessionQueue;
 
 /// A reducer call from a connection, as its result must be reported.
 #[derive(Debug, Clone)]
@@ -146,7 +146,7 @@ pub enum ManagerRequest {
         /// Its protocol.
         protocol: Protocol,
         /// Where its messages go.
-        queue: Arc<SessionQueue>,
+        sink: Sink,
         /// The token to hand the client in its first message (WebSocket clients).
         token: Option<String>,
     },
@@ -615,11 +615,17 @@ impl SubscriptionManager {
         identity: Identity,
         is_owner: bool,
         protocol: Protocol,
-        queue: Arc<SessionQueue>,
+        sink: Sink,
         token: Option<String>,
     ) {
-        let hub = self.next_hub % self.hubs.len().max(1);
-        self.next_hub += 1;
+        // An inbox's sessions share its hub, so a commit is one append per inbox.
+        let hub = match sink.inbox() {
+            Some(inbox) => inbox.hub() % self.hubs.len().max(1),
+            None => {
+                self.next_hub += 1;
+                (self.next_hub - 1) % self.hubs.len().max(1)
+            }
+        };
         self.clients.insert(
             connection,
             ClientEntry {
@@ -634,7 +640,7 @@ impl SubscriptionManager {
         self.hubs[hub].do_send(HubAttach {
             connection,
             protocol,
-            queue,
+            sink,
             initial: Envelope::now(ServerMessage::InitialConnection {
                 identity,
                 connection_id: connection,
@@ -682,9 +688,9 @@ impl Handler<ManagerRequest> for SubscriptionManager {
                 identity,
                 is_owner,
                 protocol,
-                queue,
+                sink,
                 token,
-            } => self.connect(connection, identity, is_owner, protocol, queue, token),
+            } => self.connect(connection, identity, is_owner, protocol, sink, token),
             ManagerRequest::Disconnect { connection } => self.disconnect(connection),
             ManagerRequest::Shutdown { reason } => {
                 for hub in &self.hubs {

@@ -19,8 +19,9 @@ use thiserror::Error;
 use tidings_engine::commitlog::LogOptions;
 use tidings_engine::{Datastore, Identity, OpenError, OpenOptions, SchemaError};
 
-use crate::client::{ConnectOptions, DbConnection};
+use crate::client::{ConnectOptions, DbConnection, Inbox};
 use crate::hub::{Hub, HubSetManager};
+use crate::inbox::{InboxQueue, Sink};
 use crate::manager::{ManagerRequest, SharedRegistry, SubscriptionManager};
 use crate::messages::{Barrier, CallReducerFlags, ConnectionId};
 use crate::metrics::Metrics;
@@ -225,6 +226,7 @@ impl TidingsBuilder {
                 client_in_flight_max: self.client_in_flight_max,
                 queue_limits: self.queue_limits,
                 next_connection: AtomicU64::new(1),
+                next_inbox: AtomicU64::new(0),
                 rules: rules_handle,
                 own_system: Mutex::new(own_system),
             }),
@@ -317,6 +319,7 @@ struct Inner {
     client_in_flight_max: usize,
     queue_limits: QueueLimits,
     next_connection: AtomicU64,
+    next_inbox: AtomicU64,
     rules: Arc<tidings_query::rls::RlsRules>,
     own_system: Mutex<Option<(actix_rt::System, std::thread::JoinHandle<()>)>>,
 }
@@ -450,8 +453,36 @@ impl Tidings {
         DbConnection::new(self.open_session(opts))
     }
 
+    /// An inbox for one application thread: connections made through it are all
+    /// delivered through it, one message per commit (see [`Inbox`]). Its bound is the
+    /// server's queue bound.
+    pub fn inbox(&self) -> Inbox {
+        self.inbox_with(self.inner.queue_limits)
+    }
+
+    /// An inbox with its own bound.
+    pub fn inbox_with(&self, limits: QueueLimits) -> Inbox {
+        let id = self.inner.next_inbox.fetch_add(1, Ordering::Relaxed);
+        // Every inbox lives on the first hub. A commit's batches are then all built
+        // before the first is appended, so the application threads wake together; with
+        // inboxes on different hubs, the first thread woken takes a core from the hub
+        // still building the next batch (on 2 cores that delayed the last delivery by a
+        // scheduler slice, milliseconds). A batch costs its hub a few nanoseconds per
+        // connection, so one hub serves them all.
+        Inbox::new(self.clone(), Arc::new(InboxQueue::new(id, 0, limits)))
+    }
+
     /// Opens a raw session (for transports): a connection id, a queue, a request path.
     pub fn open_session(&self, opts: ConnectOptions) -> Session {
+        self.open_session_on(opts, None)
+    }
+
+    /// Opens a raw session whose messages go to `inbox` when given, else to its queue.
+    pub(crate) fn open_session_on(
+        &self,
+        opts: ConnectOptions,
+        inbox: Option<Arc<InboxQueue>>,
+    ) -> Session {
         let id = ConnectionId(self.inner.next_connection.fetch_add(1, Ordering::Relaxed));
         let identity = opts
             .identity
@@ -459,12 +490,16 @@ impl Tidings {
         let queue = Arc::new(SessionQueue::new(
             opts.queue_limits.unwrap_or(self.inner.queue_limits),
         ));
+        let sink = match inbox {
+            Some(inbox) => Sink::Inbox(inbox, id),
+            None => Sink::Queue(queue.clone()),
+        };
         self.forward_unchecked(ManagerRequest::Connect {
             connection: id,
             identity,
             is_owner: opts.owner,
             protocol: opts.protocol,
-            queue: queue.clone(),
+            sink,
             token: opts.token,
         });
         Session::new(

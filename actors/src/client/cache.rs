@@ -17,6 +17,7 @@
 //! updates. Event rows never enter the cache: each distinct event row of a table fires
 //! once per transaction, however many query sets delivered it.
 
+use std::borrow::Cow;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
@@ -28,19 +29,23 @@ use tidings_engine::{Row, Schema, TableSchema};
 use crate::messages::{QuerySetId, TableRows, TableUpdate};
 
 /// What one applied message changed in one table, as callbacks will report it.
+///
+/// Rows are borrowed from the message where they came from it: a fan-out applies one
+/// message to every subscriber, and copying each changed row per subscriber was most of
+/// what applying it cost. Rows that leave because a query set was removed are owned.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct TableChanges {
+pub struct TableChanges<'a> {
     /// Rows that entered the cache.
-    pub inserts: Vec<Row>,
+    pub inserts: Vec<Cow<'a, Row>>,
     /// Rows that left the cache.
-    pub deletes: Vec<Row>,
+    pub deletes: Vec<Cow<'a, Row>>,
     /// (old, new) pairs with the same primary key.
-    pub updates: Vec<(Row, Row)>,
+    pub updates: Vec<(Cow<'a, Row>, Cow<'a, Row>)>,
     /// Distinct event rows, in delivery order.
-    pub events: Vec<Row>,
+    pub events: Vec<&'a Row>,
 }
 
-impl TableChanges {
+impl TableChanges<'_> {
     /// Whether nothing changed.
     pub fn is_empty(&self) -> bool {
         self.inserts.is_empty()
@@ -81,9 +86,9 @@ pub struct ClientCache {
 const SCAN_MAX: usize = 16;
 
 /// One row a message touched: its counts before and after the message.
-struct TouchedRow {
+struct TouchedRow<'a> {
     table: usize,
-    row: Row,
+    row: Cow<'a, Row>,
     hash: u64,
     before: usize,
     after: usize,
@@ -91,22 +96,22 @@ struct TouchedRow {
 
 /// What one message touched, in first-touch order.
 #[derive(Default)]
-struct Touched {
-    rows: Vec<TouchedRow>,
+struct Touched<'a> {
+    rows: Vec<TouchedRow<'a>>,
     /// Positions in `rows` by (table, row hash), built once `rows` grows past
     /// [`SCAN_MAX`].
     index: Option<HashTable<usize>>,
     /// Per table (by name): distinct event rows in delivery order.
-    events: Vec<(Arc<str>, Vec<Row>, HashSet<Row>)>,
+    events: Vec<(Arc<str>, Vec<&'a Row>, HashSet<&'a Row>)>,
 }
 
-impl Touched {
+impl<'a> Touched<'a> {
     /// The position of `row` of `table` (hashed `hash`), recorded with its count before
     /// any change when first touched.
-    fn touch(&mut self, table: usize, row: &Row, hash: u64, before: usize) -> usize {
+    fn touch(&mut self, table: usize, row: Cow<'a, Row>, hash: u64, before: usize) -> usize {
         let key = hash ^ table as u64;
         let Touched { rows, index, .. } = self;
-        let same = |t: &TouchedRow| t.hash == hash && t.table == table && t.row == *row;
+        let same = |t: &TouchedRow<'_>| t.hash == hash && t.table == table && *t.row == *row;
         match index {
             None => {
                 if let Some(i) = rows.iter().position(same) {
@@ -122,7 +127,7 @@ impl Touched {
         let at = rows.len();
         rows.push(TouchedRow {
             table,
-            row: row.clone(),
+            row,
             hash,
             before,
             after: before,
@@ -190,7 +195,14 @@ impl ClientCache {
     }
 
     /// Adds `n` (negative: removes) references of set `qs` to `row` of table `ti`.
-    fn add(&mut self, touched: &mut Touched, qs: QuerySetId, ti: usize, row: &Row, n: isize) {
+    fn add<'a>(
+        &mut self,
+        touched: &mut Touched<'a>,
+        qs: QuerySetId,
+        ti: usize,
+        row: &'a Row,
+        n: isize,
+    ) {
         let TableCache { rows, hasher, .. } = &mut self.tables[ti];
         let hash = hasher.hash_one(row);
         let entry = rows.entry(hash, |(r, _)| r == row, |(r, _)| hasher.hash_one(r));
@@ -198,7 +210,7 @@ impl ClientCache {
             Entry::Occupied(o) => o,
             Entry::Vacant(v) if n > 0 => {
                 let n = n.unsigned_abs();
-                let at = touched.touch(ti, row, hash, 0);
+                let at = touched.touch(ti, Cow::Borrowed(row), hash, 0);
                 touched.rows[at].after = n;
                 let held = Held {
                     total: n,
@@ -209,12 +221,12 @@ impl ClientCache {
             }
             // Removing what is not held changes nothing (the server never does it).
             Entry::Vacant(_) => {
-                touched.touch(ti, row, hash, 0);
+                touched.touch(ti, Cow::Borrowed(row), hash, 0);
                 return;
             }
         };
         let held = &mut occupied.get_mut().1;
-        let at = touched.touch(ti, row, hash, held.total);
+        let at = touched.touch(ti, Cow::Borrowed(row), hash, held.total);
         held.total = held.total.saturating_add_signed(n);
         match held.sets.iter().position(|(s, _)| *s == qs) {
             Some(i) => {
@@ -245,14 +257,18 @@ impl ClientCache {
     pub fn apply<'a>(
         &mut self,
         updates: impl IntoIterator<Item = (QuerySetId, &'a TableUpdate)>,
-    ) -> Vec<(Arc<str>, TableChanges)> {
+    ) -> Vec<(Arc<str>, TableChanges<'a>)> {
         let mut touched = Touched::default();
         let updates: SmallVec<[(QuerySetId, &TableUpdate); 2]> = updates.into_iter().collect();
         self.apply_into(&mut touched, &updates);
         self.changes(touched)
     }
 
-    fn apply_into(&mut self, touched: &mut Touched, updates: &[(QuerySetId, &TableUpdate)]) {
+    fn apply_into<'a>(
+        &mut self,
+        touched: &mut Touched<'a>,
+        updates: &[(QuerySetId, &'a TableUpdate)],
+    ) {
         // Inserts first, so a row moving between query sets never drops to zero.
         for (qs, u) in updates {
             match &*u.rows {
@@ -279,8 +295,8 @@ impl ClientCache {
                     };
                     let (_, order, seen) = &mut touched.events[at];
                     for e in events {
-                        if seen.insert(e.clone()) {
-                            order.push(e.clone());
+                        if seen.insert(e) {
+                            order.push(e);
                         }
                     }
                 }
@@ -313,7 +329,7 @@ impl ClientCache {
     }
 
     /// Removes every row query set `qs` contributed.
-    pub fn remove_set(&mut self, qs: QuerySetId) -> Vec<(Arc<str>, TableChanges)> {
+    pub fn remove_set(&mut self, qs: QuerySetId) -> Vec<(Arc<str>, TableChanges<'static>)> {
         let old = self.detach(qs);
         if old.is_empty() {
             return Vec::new();
@@ -330,7 +346,7 @@ impl ClientCache {
         &mut self,
         qs: QuerySetId,
         tables: impl IntoIterator<Item = &'a TableUpdate>,
-    ) -> Vec<(Arc<str>, TableChanges)> {
+    ) -> Vec<(Arc<str>, TableChanges<'a>)> {
         let old = self.detach(qs);
         let mut touched = Touched::default();
         // The new rows go in before the old ones leave, as in `apply`.
@@ -342,7 +358,7 @@ impl ClientCache {
     }
 
     /// Takes detached references out of the totals.
-    fn release(&mut self, touched: &mut Touched, old: Vec<(usize, Row, usize)>) {
+    fn release<'a>(&mut self, touched: &mut Touched<'a>, old: Vec<(usize, Row, usize)>) {
         for (ti, row, n) in old {
             let TableCache { rows, hasher, .. } = &mut self.tables[ti];
             let hash = hasher.hash_one(&row);
@@ -350,7 +366,7 @@ impl ClientCache {
                 continue;
             };
             let held = &mut occupied.get_mut().1;
-            let at = touched.touch(ti, &row, hash, held.total);
+            let at = touched.touch(ti, Cow::Owned(row), hash, held.total);
             held.total = held.total.saturating_sub(n);
             touched.rows[at].after = held.total;
             if held.total == 0 {
@@ -359,9 +375,9 @@ impl ClientCache {
         }
     }
 
-    fn changes(&self, touched: Touched) -> Vec<(Arc<str>, TableChanges)> {
-        let mut out: Vec<(Arc<str>, TableChanges)> = Vec::new();
-        let mut per_table: SmallVec<[(usize, TableChanges); 1]> = SmallVec::new();
+    fn changes<'a>(&self, touched: Touched<'a>) -> Vec<(Arc<str>, TableChanges<'a>)> {
+        let mut out: Vec<(Arc<str>, TableChanges<'a>)> = Vec::new();
+        let mut per_table: SmallVec<[(usize, TableChanges<'a>); 1]> = SmallVec::new();
         for TouchedRow {
             table: ti,
             row,
@@ -416,7 +432,7 @@ impl ClientCache {
 /// Pairs the deletes and inserts of `ch` with the same primary key (column `pk`) into
 /// updates, in insert order; each key pairs at most once, with its last delete. Rows are
 /// moved into the pairs, not copied.
-fn pair_updates(ch: &mut TableChanges, pk: usize) {
+fn pair_updates(ch: &mut TableChanges<'_>, pk: usize) {
     let mut paired = vec![false; ch.deletes.len()];
     let mut inserts = Vec::new();
     let mut pairs = Vec::new();
@@ -441,7 +457,7 @@ fn pair_updates(ch: &mut TableChanges, pk: usize) {
         }
     }
     ch.inserts = inserts;
-    let mut deletes: Vec<Option<Row>> = std::mem::take(&mut ch.deletes)
+    let mut deletes: Vec<Option<Cow<'_, Row>>> = std::mem::take(&mut ch.deletes)
         .into_iter()
         .map(Some)
         .collect();
@@ -457,6 +473,17 @@ fn pair_updates(ch: &mut TableChanges, pk: usize) {
 mod tests {
     use super::*;
     use tidings_engine::{AlgebraicType as T, row};
+
+    fn owned<R: std::ops::Deref<Target = Row>>(rows: &[R]) -> Vec<Row> {
+        rows.iter().map(|r| (**r).clone()).collect()
+    }
+
+    fn owned_pairs(pairs: &[(Cow<'_, Row>, Cow<'_, Row>)]) -> Vec<(Row, Row)> {
+        pairs
+            .iter()
+            .map(|(a, b)| ((**a).clone(), (**b).clone()))
+            .collect()
+    }
 
     fn cache() -> ClientCache {
         let schema = Schema::new([
@@ -489,7 +516,7 @@ mod tests {
         let ins = upd("p", vec![row![1u64, 1u32]], vec![]);
         assert!(c.apply([(1, &del), (2, &ins)]).is_empty());
         assert_eq!(c.count("p"), 1);
-        assert_eq!(c.remove_set(2)[0].1.deletes, vec![row![1u64, 1u32]]);
+        assert_eq!(owned(&c.remove_set(2)[0].1.deletes), vec![row![1u64, 1u32]]);
         assert_eq!(c.count("p"), 0);
     }
 
@@ -497,8 +524,12 @@ mod tests {
     fn delete_and_insert_with_the_same_key_pair_into_an_update() {
         let mut c = cache();
         c.apply([(1, &upd("p", vec![row![1u64, 1u32]], vec![]))]);
-        let ch = c.apply([(1, &upd("p", vec![row![1u64, 2u32]], vec![row![1u64, 1u32]]))]);
-        assert_eq!(ch[0].1.updates, vec![(row![1u64, 1u32], row![1u64, 2u32])]);
+        let moved = upd("p", vec![row![1u64, 2u32]], vec![row![1u64, 1u32]]);
+        let ch = c.apply([(1, &moved)]);
+        assert_eq!(
+            owned_pairs(&ch[0].1.updates),
+            vec![(row![1u64, 1u32], row![1u64, 2u32])]
+        );
         assert!(ch[0].1.inserts.is_empty() && ch[0].1.deletes.is_empty());
     }
 
@@ -518,7 +549,7 @@ mod tests {
             },
         );
         let ch = c.apply([(1, &ev), (2, &ev2)]);
-        assert_eq!(ch[0].1.events, vec![row![1u32], row![2u32]]);
+        assert_eq!(owned(&ch[0].1.events), vec![row![1u32], row![2u32]]);
         assert_eq!(c.count("e"), 0);
     }
 
@@ -540,8 +571,11 @@ mod tests {
         );
         let ch = c.replace_set(1, [&again]);
         assert_eq!(ch.len(), 1);
-        assert_eq!(ch[0].1.inserts, vec![row![4u64, 1u32]]);
-        assert_eq!(ch[0].1.updates, vec![(row![2u64, 1u32], row![2u64, 5u32])]);
+        assert_eq!(owned(&ch[0].1.inserts), vec![row![4u64, 1u32]]);
+        assert_eq!(
+            owned_pairs(&ch[0].1.updates),
+            vec![(row![2u64, 1u32], row![2u64, 5u32])]
+        );
         assert!(ch[0].1.deletes.is_empty(), "row 3 is still held by set 2");
         assert_eq!(c.count("p"), 4, "no row duplicated");
         let gone = c.remove_set(1);
@@ -564,10 +598,14 @@ mod tests {
         )]);
         c.apply([(2, &upd("p", vec![r1.clone()], vec![]))]);
         let gone = c.remove_set(1);
-        assert_eq!(gone[0].1.deletes, vec![r2], "r1 is still held by set 2");
+        assert_eq!(
+            owned(&gone[0].1.deletes),
+            vec![r2],
+            "r1 is still held by set 2"
+        );
         assert_eq!(c.rows("p"), vec![r1.clone()]);
         assert!(c.remove_set(1).is_empty(), "set 1 holds nothing any more");
-        assert_eq!(c.remove_set(2)[0].1.deletes, vec![r1]);
+        assert_eq!(owned(&c.remove_set(2)[0].1.deletes), vec![r1]);
         assert_eq!(c.count("p"), 0);
     }
 
@@ -611,9 +649,10 @@ mod tests {
             };
             for op in ops {
                 let before = members(&model);
+                // The messages outlive the changes, which borrow their rows.
+                let mut msgs = Vec::new();
                 let changes = match op {
                     Op::Apply(parts) => {
-                        let mut msgs = Vec::new();
                         let mut next = model.clone();
                         for (qs, ins, del) in parts {
                             let held = next.entry(qs).or_default();
@@ -638,7 +677,8 @@ mod tests {
                     Op::Replace(qs, rows) => {
                         let rows: Vec<Row> = rows.iter().map(|(k, v)| row![*k, *v]).collect();
                         model.insert(qs, rows.clone());
-                        c.replace_set(qs, [&upd("p", rows, vec![])])
+                        msgs.push((qs, upd("p", rows, vec![])));
+                        c.replace_set(qs, msgs.iter().map(|(_, u)| u))
                     }
                 };
                 let after = members(&model);
@@ -652,8 +692,8 @@ mod tests {
                     for (old, new) in &ch.updates {
                         proptest::prop_assert_eq!(&old[0], &new[0], "an update pairs equal keys");
                     }
-                    entered.extend(ch.inserts.iter().chain(ch.updates.iter().map(|u| &u.1)).cloned());
-                    left.extend(ch.deletes.iter().chain(ch.updates.iter().map(|u| &u.0)).cloned());
+                    entered.extend(ch.inserts.iter().chain(ch.updates.iter().map(|u| &u.1)).map(|r| (**r).clone()));
+                    left.extend(ch.deletes.iter().chain(ch.updates.iter().map(|u| &u.0)).map(|r| (**r).clone()));
                 }
                 proptest::prop_assert_eq!(entered, after.difference(&before).cloned().collect::<BTreeSet<_>>());
                 proptest::prop_assert_eq!(left, before.difference(&after).cloned().collect::<BTreeSet<_>>());

@@ -38,6 +38,7 @@
 //! that commit as [`Event::Transaction`].
 
 pub mod cache;
+mod inbox;
 mod link;
 mod process;
 pub mod remote;
@@ -53,6 +54,7 @@ use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use tidings_engine::{Identity, Row, Timestamp, TxOffset};
 
+pub use inbox::Inbox;
 pub use remote::codec::{SendError, WireProtocol};
 pub use remote::{ConnectError, DbConnectionBuilder};
 pub use subscription::{SubscriptionBuilder, SubscriptionHandle};
@@ -163,6 +165,8 @@ pub(crate) struct TableCallbacks {
 
 struct ConnInner {
     link: Link,
+    /// The application thread's inbox it is delivered through, if any.
+    inbox: Option<Inbox>,
     cache: RwLock<ClientCache>,
     callbacks: Mutex<HashMap<Arc<str>, TableCallbacks>>,
     next_callback: AtomicU32,
@@ -203,10 +207,15 @@ impl DbConnection {
     }
 
     pub(crate) fn with_link(link: Link) -> Self {
+        Self::with_link_on(link, None)
+    }
+
+    pub(crate) fn with_link_on(link: Link, inbox: Option<Inbox>) -> Self {
         let cache = ClientCache::new(&link.schema());
         DbConnection {
             inner: Arc::new(ConnInner {
                 link,
+                inbox,
                 cache: RwLock::new(cache),
                 callbacks: Mutex::new(HashMap::new()),
                 next_callback: AtomicU32::new(1),
@@ -408,8 +417,12 @@ impl DbConnection {
         CallbackId(self.inner.next_callback.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// Processes every message already queued; returns how many.
+    /// Processes every message already queued; returns how many. A connection made
+    /// through an [`Inbox`] processes the whole inbox (every connection on it).
     pub fn frame_tick(&self) -> usize {
+        if let Some(inbox) = &self.inner.inbox {
+            return inbox.frame_tick();
+        }
         let queue = self.inner.link.queue();
         let mut n = 0;
         while let Some(env) = queue.try_pop() {
@@ -420,7 +433,11 @@ impl DbConnection {
     }
 
     /// Processes at most one message, waiting up to `timeout`; whether one was processed.
+    /// A connection made through an [`Inbox`] processes the inbox's next item.
     pub fn advance_one_message(&self, timeout: Duration) -> bool {
+        if let Some(inbox) = &self.inner.inbox {
+            return inbox.advance_one_message(timeout);
+        }
         let queue = self.inner.link.queue();
         match queue.pop_timeout(timeout) {
             Some(env) => {
@@ -476,7 +493,15 @@ impl DbConnection {
     /// Disconnects: the server forgets this connection's query sets. The cache keeps
     /// its rows; a remote connection may [`DbConnection::reconnect`] later.
     pub fn disconnect(&self) {
+        if let Some(inbox) = &self.inner.inbox {
+            inbox.forget(self.connection_id());
+        }
         self.inner.link.close();
+    }
+
+    /// The inbox this connection is delivered through, if it was made by one.
+    pub fn inbox(&self) -> Option<&Inbox> {
+        self.inner.inbox.as_ref()
     }
 
     /// Reconnects a remote connection with its token: same identity, every query set

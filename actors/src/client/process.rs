@@ -29,7 +29,13 @@ impl DbConnection {
         {
             tracing::error!(error = %e, "a commit reported to this client did not become durable");
         }
-        match &*env.message {
+        self.process_message(&env.message, queue);
+    }
+
+    /// Applies one message, already durable where that matters, and runs its
+    /// callbacks; `queue` is the connection's own (closed by `Disconnected`).
+    pub(super) fn process_message(&self, message: &ServerMessage, queue: &SessionQueue) {
+        match message {
             ServerMessage::InitialConnection { .. } => {}
             ServerMessage::SubscribeApplied {
                 request_id,
@@ -230,10 +236,10 @@ impl DbConnection {
         }
     }
 
-    fn apply_sets(
+    fn apply_sets<'a>(
         &self,
-        sets: &[crate::messages::QuerySetUpdate],
-    ) -> Vec<(Arc<str>, TableChanges)> {
+        sets: &'a [crate::messages::QuerySetUpdate],
+    ) -> Vec<(Arc<str>, TableChanges<'a>)> {
         let pairs = sets
             .iter()
             .flat_map(|s| s.tables.iter().map(move |t| (s.query_set_id, t)));
@@ -241,7 +247,7 @@ impl DbConnection {
     }
 
     /// Runs the callbacks for `changes`, with the cache unlocked.
-    fn fire(&self, ctx: &EventContext, changes: Vec<(Arc<str>, TableChanges)>) {
+    fn fire(&self, ctx: &EventContext, changes: Vec<(Arc<str>, TableChanges<'_>)>) {
         for (table, ch) in changes {
             let (ins, del, upd) = {
                 let cbs = self.inner.callbacks.lock();
