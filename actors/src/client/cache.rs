@@ -33,17 +33,23 @@ use crate::messages::{QuerySetId, TableRows, TableUpdate};
 /// Rows are borrowed from the message where they came from it: a fan-out applies one
 /// message to every subscriber, and copying each changed row per subscriber was most of
 /// what applying it cost. Rows that leave because a query set was removed are owned.
+///
+/// The lists hold one row without allocating: a fan-out's message usually changes one
+/// row, and every subscriber builds these.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct TableChanges<'a> {
     /// Rows that entered the cache.
-    pub inserts: Vec<Cow<'a, Row>>,
+    pub inserts: SmallVec<[Cow<'a, Row>; 1]>,
     /// Rows that left the cache.
-    pub deletes: Vec<Cow<'a, Row>>,
+    pub deletes: SmallVec<[Cow<'a, Row>; 1]>,
     /// (old, new) pairs with the same primary key.
-    pub updates: Vec<(Cow<'a, Row>, Cow<'a, Row>)>,
+    pub updates: SmallVec<[(Cow<'a, Row>, Cow<'a, Row>); 1]>,
     /// Distinct event rows, in delivery order.
     pub events: Vec<&'a Row>,
 }
+
+/// One message's changes, per table, sorted by table name.
+pub type Changes<'a> = SmallVec<[(Arc<str>, TableChanges<'a>); 1]>;
 
 impl TableChanges<'_> {
     /// Whether nothing changed.
@@ -64,7 +70,12 @@ struct Held {
 
 #[derive(Debug)]
 struct TableCache {
+    /// The schema's name, shared with every other cache of the process: compared by
+    /// pointer, never cloned while applying (its reference count would bounce between
+    /// the cores of application threads applying the same fan-out).
     name: Arc<str>,
+    /// This cache's own copy of the name, handed out with each message's changes.
+    label: Arc<str>,
     schema: Arc<TableSchema>,
     /// Rows with their counts, hashed by `hasher`: a hash table rather than a map so that
     /// applying a row hashes it once for its lookup, its insertion or its removal (every
@@ -97,7 +108,7 @@ struct TouchedRow<'a> {
 /// What one message touched, in first-touch order.
 #[derive(Default)]
 struct Touched<'a> {
-    rows: Vec<TouchedRow<'a>>,
+    rows: SmallVec<[TouchedRow<'a>; 2]>,
     /// Positions in `rows` by (table, row hash), built once `rows` grows past
     /// [`SCAN_MAX`].
     index: Option<HashTable<usize>>,
@@ -165,6 +176,7 @@ impl ClientCache {
                 self.by_name.insert(t.name.clone(), self.tables.len());
                 self.tables.push(TableCache {
                     name: t.name.clone(),
+                    label: Arc::from(&*t.name),
                     schema: t.clone(),
                     rows: HashTable::new(),
                     hasher: DefaultHashBuilder::default(),
@@ -175,6 +187,20 @@ impl ClientCache {
 
     fn table(&self, table: &str) -> Option<&TableCache> {
         self.by_name.get(table).map(|&i| &self.tables[i])
+    }
+
+    /// The index of the table an update names. In process, the update's name is the
+    /// schema's own `Arc`, so a pointer comparison over the (few) tables finds it
+    /// without hashing the name, which every subscriber of a fan-out would do per
+    /// message; decoded names fall back to the map.
+    fn index_of(&self, name: &Arc<str>) -> Option<usize> {
+        const SCAN_TABLES: usize = 32;
+        if self.tables.len() <= SCAN_TABLES
+            && let Some(i) = self.tables.iter().position(|t| Arc::ptr_eq(&t.name, name))
+        {
+            return Some(i);
+        }
+        self.by_name.get(name).copied()
     }
 
     /// Number of rows of `table` in the cache (0 for event tables, always).
@@ -257,7 +283,7 @@ impl ClientCache {
     pub fn apply<'a>(
         &mut self,
         updates: impl IntoIterator<Item = (QuerySetId, &'a TableUpdate)>,
-    ) -> Vec<(Arc<str>, TableChanges<'a>)> {
+    ) -> Changes<'a> {
         let mut touched = Touched::default();
         let updates: SmallVec<[(QuerySetId, &TableUpdate); 2]> = updates.into_iter().collect();
         self.apply_into(&mut touched, &updates);
@@ -273,7 +299,7 @@ impl ClientCache {
         for (qs, u) in updates {
             match &*u.rows {
                 TableRows::Persistent { inserts, .. } => {
-                    let Some(&ti) = self.by_name.get(&u.table) else {
+                    let Some(ti) = self.index_of(&u.table) else {
                         continue;
                     };
                     if !inserts.is_empty() {
@@ -287,9 +313,11 @@ impl ClientCache {
                     let at = match touched.events.iter().position(|(t, _, _)| *t == u.table) {
                         Some(at) => at,
                         None => {
-                            touched
-                                .events
-                                .push((u.table.clone(), Vec::new(), HashSet::new()));
+                            let label = match self.index_of(&u.table) {
+                                Some(ti) => self.tables[ti].label.clone(),
+                                None => u.table.clone(),
+                            };
+                            touched.events.push((label, Vec::new(), HashSet::new()));
                             touched.events.len() - 1
                         }
                     };
@@ -303,8 +331,10 @@ impl ClientCache {
             }
         }
         for (qs, u) in updates {
-            if let TableRows::Persistent { deletes, .. } = &*u.rows {
-                let Some(&ti) = self.by_name.get(&u.table) else {
+            if let TableRows::Persistent { deletes, .. } = &*u.rows
+                && !deletes.is_empty()
+            {
+                let Some(ti) = self.index_of(&u.table) else {
                     continue;
                 };
                 for r in deletes {
@@ -329,10 +359,10 @@ impl ClientCache {
     }
 
     /// Removes every row query set `qs` contributed.
-    pub fn remove_set(&mut self, qs: QuerySetId) -> Vec<(Arc<str>, TableChanges<'static>)> {
+    pub fn remove_set<'a>(&mut self, qs: QuerySetId) -> Changes<'a> {
         let old = self.detach(qs);
         if old.is_empty() {
-            return Vec::new();
+            return Changes::new();
         }
         let mut touched = Touched::default();
         self.release(&mut touched, old);
@@ -346,7 +376,7 @@ impl ClientCache {
         &mut self,
         qs: QuerySetId,
         tables: impl IntoIterator<Item = &'a TableUpdate>,
-    ) -> Vec<(Arc<str>, TableChanges<'a>)> {
+    ) -> Changes<'a> {
         let old = self.detach(qs);
         let mut touched = Touched::default();
         // The new rows go in before the old ones leave, as in `apply`.
@@ -375,8 +405,8 @@ impl ClientCache {
         }
     }
 
-    fn changes<'a>(&self, touched: Touched<'a>) -> Vec<(Arc<str>, TableChanges<'a>)> {
-        let mut out: Vec<(Arc<str>, TableChanges<'a>)> = Vec::new();
+    fn changes<'a>(&self, touched: Touched<'a>) -> Changes<'a> {
+        let mut out = Changes::new();
         let mut per_table: SmallVec<[(usize, TableChanges<'a>); 1]> = SmallVec::new();
         for TouchedRow {
             table: ti,
@@ -409,7 +439,7 @@ impl ClientCache {
                 pair_updates(&mut ch, pk.idx());
             }
             if !ch.is_empty() {
-                out.push((t.name.clone(), ch));
+                out.push((t.label.clone(), ch));
             }
         }
         for (table, order, _) in touched.events {
@@ -433,8 +463,17 @@ impl ClientCache {
 /// updates, in insert order; each key pairs at most once, with its last delete. Rows are
 /// moved into the pairs, not copied.
 fn pair_updates(ch: &mut TableChanges<'_>, pk: usize) {
+    // The usual update (one row replaced) pairs without the bookkeeping below.
+    if ch.inserts.len() == 1 && ch.deletes.len() == 1 {
+        if ch.inserts[0][pk] == ch.deletes[0][pk]
+            && let (Some(new), Some(old)) = (ch.inserts.pop(), ch.deletes.pop())
+        {
+            ch.updates.push((old, new));
+        }
+        return;
+    }
     let mut paired = vec![false; ch.deletes.len()];
-    let mut inserts = Vec::new();
+    let mut inserts = SmallVec::new();
     let mut pairs = Vec::new();
     let by_pk: Option<HashMap<_, usize>> = (ch.deletes.len() > SCAN_MAX).then(|| {
         ch.deletes

@@ -2,11 +2,9 @@
 //! transports share. A message is applied as a whole before any of its callbacks runs,
 //! and callbacks run with the cache unlocked.
 
-use std::sync::Arc;
-
 use tidings_engine::Timestamp;
 
-use super::cache::TableChanges;
+use super::cache::Changes;
 use super::{DbConnection, Event, EventContext, PendingCall};
 use crate::messages::{
     Envelope, Protocol, ReducerOutcome, ReducerStatus, RequestId, ServerMessage,
@@ -196,12 +194,12 @@ impl DbConnection {
                     ReducerOutcome::Err(e) => (
                         ReducerStatus::Failed(e.clone()),
                         Err(ReducerError::User(e.clone())),
-                        Vec::new(),
+                        Changes::new(),
                     ),
                     ReducerOutcome::InternalError(e) => (
                         ReducerStatus::InternalError(e.clone()),
                         Err(ReducerError::Internal(e.clone())),
-                        Vec::new(),
+                        Changes::new(),
                     ),
                 };
                 let ctx = self.ctx(Event::Reducer {
@@ -236,10 +234,7 @@ impl DbConnection {
         }
     }
 
-    fn apply_sets<'a>(
-        &self,
-        sets: &'a [crate::messages::QuerySetUpdate],
-    ) -> Vec<(Arc<str>, TableChanges<'a>)> {
+    fn apply_sets<'a>(&self, sets: &'a [crate::messages::QuerySetUpdate]) -> Changes<'a> {
         let pairs = sets
             .iter()
             .flat_map(|s| s.tables.iter().map(move |t| (s.query_set_id, t)));
@@ -247,7 +242,10 @@ impl DbConnection {
     }
 
     /// Runs the callbacks for `changes`, with the cache unlocked.
-    fn fire(&self, ctx: &EventContext, changes: Vec<(Arc<str>, TableChanges<'_>)>) {
+    fn fire(&self, ctx: &EventContext, changes: Changes<'_>) {
+        if changes.is_empty() {
+            return;
+        }
         for (table, ch) in changes {
             let (ins, del, upd) = {
                 let cbs = self.inner.callbacks.lock();
