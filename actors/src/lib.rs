@@ -12,9 +12,11 @@
 //!    the registry it shares with the transaction actor, and sends one shared broadcast
 //!    per hub.
 //! 4. [`hub`]: one [`hub::Hub`] per pool arbiter fans a commit out to its sessions'
-//!    queues ([`queue`]), enforcing each queue's bound at the sender.
-//! 5. [`client`]: the SDK drains its queue, applies whole transactions to its cache and
-//!    runs callbacks on the application's thread. The same [`DbConnection`] also runs in
+//!    queues ([`queue`]), enforcing each queue's bound at the sender. In-process
+//!    connections made through an application thread's [`Inbox`] share one queue
+//!    ([`inbox`]): a commit is one batch per inbox, not one message per connection.
+//! 5. [`client`]: the SDK drains its queue (or its thread's inbox), applies whole
+//!    transactions to its cache and runs callbacks on the application's thread. The same [`DbConnection`] also runs in
 //!    another process, over a WebSocket ([`client::remote`]), decoding frames into the
 //!    same messages before the same processing code.
 //!

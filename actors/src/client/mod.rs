@@ -7,6 +7,12 @@
 //! the cache as a whole before any of its callbacks runs, and callbacks run without the
 //! cache locked, so they may read it (`count()`, `iter()`, `find()`).
 //!
+//! An application thread that drives many connections makes them through one [`Inbox`]
+//! ([`crate::Tidings::inbox`]): they share one queue, a commit reaches all of them as
+//! one item, and [`Inbox::frame_tick`] processes them all (a connection's own
+//! `frame_tick` processes its inbox). At 10,000 subscribers of one query this cut the
+//! engine's CPU per commit from about 1 ms to about 60 µs (see `examples/fanout.rs`).
+//!
 //! A reducer call's result comes back through [`DbConnection::reducer_then`]'s callback,
 //! keyed by the call's own request id (ids are unique per connection and never 0).
 //!

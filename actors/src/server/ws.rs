@@ -9,7 +9,7 @@
 //!
 //! A commit reaches every session of the same query set as one shared
 //! `Arc<ServerMessage>` (the hub builds it once); v2 sessions on one worker thread turn
-//! it into one shared frame (see [`SharedFrames`]), so a commit's frame is encoded once
+//! it into one shared frame (see `SharedFrames`), so a commit's frame is encoded once
 //! per worker, not once per session.
 //!
 //! Everything that touches actix-web-actors (deprecated upstream in favour of actix-ws)
