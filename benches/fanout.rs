@@ -1,5 +1,6 @@
 //! Fan-out, criterion subset: one single-row commit to N = 1 and 1,000 in-process
-//! subscribers of the same query, against the `tokio::sync::broadcast` floor.
+//! subscribers of the same query, delivered through one inbox per consumer thread and
+//! through a queue per subscriber, against the `tokio::sync::broadcast` floor.
 //!
 //! The workload is the one of `examples/fanout.rs` (included below as a module), which
 //! prints the full table (N up to 10,000, point queries, the naive baseline, sustained
@@ -23,7 +24,7 @@ mod fanout;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion};
-use fanout::{Broadcast, Engine, Fanout, Sample, Shape};
+use fanout::{Broadcast, Delivery, Engine, Fanout, Sample, Shape};
 
 /// Consumer threads draining the subscribers.
 const CONSUMERS: usize = 2;
@@ -44,15 +45,16 @@ fn same_query_one_row(c: &mut Criterion) {
     g.warm_up_time(Duration::from_secs(1));
     g.measurement_time(Duration::from_secs(4));
     for n in [1usize, 1_000] {
-        let mut engine =
-            Engine::start(Shape::Same, n, CONSUMERS).expect("Tidings starts with N subscribers");
-        g.bench_function(BenchmarkId::new("delivery", n), |b| {
-            b.iter_custom(|iters| run(&mut engine, iters, |s| s.delivery_ns));
-        });
-        g.bench_function(BenchmarkId::new("end_to_end", n), |b| {
-            b.iter_custom(|iters| run(&mut engine, iters, |s| s.e2e_ns));
-        });
-        drop(engine);
+        for (delivery, name) in [(Delivery::Inbox, "inbox"), (Delivery::Queues, "own_queues")] {
+            let mut engine = Engine::start_with(Shape::Same, n, CONSUMERS, delivery)
+                .expect("Tidings starts with N subscribers");
+            g.bench_function(BenchmarkId::new(format!("{name}/delivery"), n), |b| {
+                b.iter_custom(|iters| run(&mut engine, iters, |s| s.delivery_ns));
+            });
+            g.bench_function(BenchmarkId::new(format!("{name}/end_to_end"), n), |b| {
+                b.iter_custom(|iters| run(&mut engine, iters, |s| s.e2e_ns));
+            });
+        }
         let mut floor = Broadcast::start(n).expect("the tokio runtime starts");
         g.bench_function(BenchmarkId::new("broadcast_floor", n), |b| {
             b.iter_custom(|iters| run(&mut floor, iters, |s| s.delivery_ns));

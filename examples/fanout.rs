@@ -1849,10 +1849,12 @@ fn main() -> Res<()> {
     println!(
         "delivery: last affected queue appended while the consumers drain the queues on the \
          same cores; idle: the same with the consumers started only once the commit is \
-         delivered (the hubs' own cost); e2e: last affected subscriber applied it. naive: \
-         re-evaluate all N queries + one mpsc message each. broadcast: tokio broadcast to N \
-         tasks on 2 workers, send -> last task woken (p50 / p99 below). Delivery is observed \
-         by polling, to within ~20-70 µs once past 300 µs."
+         delivered (the hubs' own cost); e2e: last affected subscriber applied it. inbox: \
+         the subscribers of each consumer thread share its inbox, and each inbox records its \
+         last append; own queues: one queue per subscriber, delivery observed by polling, to \
+         within ~20-70 µs once past 300 µs. naive: re-evaluate all N queries + one mpsc \
+         message each. broadcast: tokio broadcast to N tasks on 2 workers, send -> last task \
+         woken (p50 / p99 below)."
     );
     let mut frows = Vec::new();
     for (n, s) in &floor {
