@@ -58,6 +58,11 @@ fn shutdown_finishes_the_running_call_answers_queued_ones_and_closes_sessions_wi
         ));
         let local = tidings.connect();
         common::subscribe_and_wait(&local, &["SELECT * FROM message"]);
+        // An in-process client delivered through an application thread's inbox ends the
+        // same way.
+        let inbox = tidings.inbox();
+        let on_inbox = inbox.connect();
+        common::subscribe_and_wait(&on_inbox, &["SELECT * FROM message"]);
 
         GATE.set(false);
         send(&mut ws, call(1, "hold", text("held"))).await;
@@ -114,13 +119,16 @@ fn shutdown_finishes_the_running_call_answers_queued_ones_and_closes_sessions_wi
         assert_eq!(close.code, CloseCode::Away);
         assert_eq!(close.description.as_deref(), Some("the server is shutting down"));
 
-        // The in-process client saw the held commit, then the end.
-        common::wait_for(&local, "the disconnect", |c| c.disconnected().is_some());
-        assert_eq!(
-            local.disconnected().as_deref(),
-            Some("the server is shutting down")
-        );
-        assert_eq!(local.count("message"), 1);
+        // The in-process clients saw the held commit, then the end.
+        for local in [&local, &on_inbox] {
+            common::wait_for(local, "the disconnect", |c| c.disconnected().is_some());
+            assert_eq!(
+                local.disconnected().as_deref(),
+                Some("the server is shutting down")
+            );
+            assert_eq!(local.count("message"), 1);
+        }
+        assert_eq!(inbox.connections(), 0, "the inbox forgot its ended connection");
         assert_eq!(texts(&tidings), vec!["held".to_string()]);
         tidings.shutdown();
     });
