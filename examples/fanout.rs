@@ -452,6 +452,10 @@ impl Pool {
     /// inbox delivery: the inbox records it as it appends, so it is exact, where polling
     /// the delivery counter from a thread that competes with the consumers for the cores
     /// notices it late.
+    fn has_inboxes(&self) -> bool {
+        !self.shared.inboxes.is_empty()
+    }
+
     fn last_append_ns(&self) -> Option<u64> {
         let base = self.shared.clock.base;
         self.shared
@@ -904,9 +908,15 @@ impl Fanout for Engine {
         let mut delivered = None;
         let start = Instant::now();
         let deadline = start + WAIT_MAX;
-        // Poll the call and watch the delivery counter on this one thread: spinning (with
-        // `yield_now`) for the first 300 µs, then every 20 µs so as to leave the cores to
-        // the hubs and the subscribers.
+        // Through inboxes, the inboxes time the delivery themselves: this thread only
+        // waits for the call, asleep, and leaves the cores to the hubs and subscribers.
+        if !self.idle_subscribers && self.pool.has_inboxes() {
+            result = Some(futures::executor::block_on(call.as_mut()));
+            delivered = Some(0);
+        }
+        // Otherwise poll the call and watch the delivery counter on this one thread:
+        // spinning (with `yield_now`) for the first 300 µs, then every 20 µs so as to
+        // leave the cores to the hubs and the subscribers.
         while result.is_none() || delivered.is_none() {
             if result.is_none()
                 && let Poll::Ready(r) = call.as_mut().poll(&mut cx)
