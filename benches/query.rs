@@ -406,15 +406,7 @@ fn per_commit(
 
 /// The row lists of a delta: one per non-empty side.
 fn encode_delta(d: &tidings::query::QueryDelta) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
-    let list = |rows: &DeltaRows| {
-        (!rows.is_empty()).then(|| {
-            if std::env::var("OLDENC").is_ok() {
-                rowlist::encode(rows.iter())
-            } else {
-                rowlist::encode_delta(rows)
-            }
-        })
-    };
+    let list = |rows: &DeltaRows| (!rows.is_empty()).then(|| rowlist::encode_delta(rows));
     (list(&d.inserts), list(&d.deletes))
 }
 
@@ -466,11 +458,7 @@ fn delta_per_commit(c: &mut Criterion) {
                     per_commit(fx, iters, k, matching, |state, tx| {
                         let d = evaluate_delta(plan, state, tx);
                         assert_eq!(d.inserts.len(), k as usize, "match: the result grows by k");
-                        if std::env::var("NOENC").is_err() {
-                            black_box(encode_delta(&d));
-                        } else {
-                            black_box(d);
-                        }
+                        black_box(encode_delta(&d));
                     })
                 }
             });
