@@ -601,8 +601,7 @@ impl Hub {
             reducer_event,
         };
         if let Some((key, call)) = caller {
-            let mut sets = self.take_caller_sets(b, key);
-            sets.sort_by_key(|u| u.query_set_id);
+            let sets = self.take_caller_sets(b, key);
             let Some(s) = self.sessions.get(key) else {
                 return;
             };
@@ -768,24 +767,22 @@ impl Hub {
         let (Some(offset), Some(s)) = (b.tx_offset, self.sessions.get(key)) else {
             return Vec::new();
         };
-        let mut out: Vec<QuerySetUpdate> = Vec::new();
-        for (qs, set) in &s.sets {
-            if offset <= set.from_offset {
-                continue;
-            }
-            let tables: Vec<_> = set
-                .queries
-                .iter()
-                .filter_map(|q| b.updates.get(&q.id).cloned())
-                .collect();
-            if !tables.is_empty() {
-                out.push(QuerySetUpdate {
-                    query_set_id: *qs,
-                    tables,
-                });
-            }
-        }
-        out
+        // The same share, in the same order, as the caller would get as anyone else: a
+        // client's callbacks must not depend on whether it made the call.
+        let mut content: ContentKey = s
+            .sets
+            .iter()
+            .filter(|(_, set)| offset > set.from_offset)
+            .flat_map(|(qs, set)| {
+                set.queries
+                    .iter()
+                    .filter(|q| b.updates.contains_key(&q.id))
+                    .map(move |q| (*qs, q.id))
+            })
+            .collect();
+        content.sort_unstable();
+        content.dedup();
+        group_by_set(&content, b)
     }
 }
 

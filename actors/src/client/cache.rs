@@ -22,7 +22,7 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use hashbrown::hash_table::Entry;
-use hashbrown::{DefaultHashBuilder, HashMap, HashSet, HashTable};
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use smallvec::SmallVec;
 use tidings_engine::{Row, Schema, TableSchema};
 
@@ -112,8 +112,92 @@ struct Touched<'a> {
     /// Positions in `rows` by (table, row hash), built once `rows` grows past
     /// [`SCAN_MAX`].
     index: Option<HashTable<usize>>,
-    /// Per table (by name): distinct event rows in delivery order.
-    events: Vec<(Arc<str>, Vec<&'a Row>, HashSet<&'a Row>)>,
+    /// Per table (by name): its distinct event rows, merged from every query's list.
+    events: Vec<(Arc<str>, EventOrder<'a>)>,
+}
+
+/// The distinct event rows of one table in one message, in an order consistent with
+/// every list they came in.
+///
+/// Each query's event list follows the commit's insert order, but a client holding two
+/// queries over one event table gets two lists, each a part of that order: `[2]` and
+/// `[1, 2]`, say. Appending unseen rows list by list would fire 2 before 1. Instead the
+/// lists' consecutive pairs are precedence edges and the rows are sorted topologically,
+/// ties going to the row seen first: the result keeps every list's order, so it is the
+/// insert order wherever some list relates two rows. One list (the usual case) is its
+/// own order.
+#[derive(Default)]
+struct EventOrder<'a> {
+    /// The distinct rows, by first appearance.
+    rows: Vec<&'a Row>,
+    seen: HashMap<&'a Row, usize>,
+    /// Per row, the rows some list has right after it.
+    next: Vec<SmallVec<[usize; 1]>>,
+    /// Per row, how many edges lead to it.
+    preceding: Vec<usize>,
+    lists: usize,
+}
+
+impl<'a> EventOrder<'a> {
+    /// Adds one query's list.
+    fn add(&mut self, list: &'a [Row]) {
+        self.lists += 1;
+        let mut prev: Option<usize> = None;
+        for e in list {
+            let at = match self.seen.get(e) {
+                Some(&at) => at,
+                None => {
+                    let at = self.rows.len();
+                    self.rows.push(e);
+                    self.next.push(SmallVec::new());
+                    self.preceding.push(0);
+                    self.seen.insert(e, at);
+                    at
+                }
+            };
+            if let Some(p) = prev
+                && p != at
+            {
+                self.next[p].push(at);
+                self.preceding[at] += 1;
+            }
+            prev = Some(at);
+        }
+    }
+
+    /// The rows in order.
+    fn into_order(mut self) -> Vec<&'a Row> {
+        if self.lists <= 1 {
+            return self.rows;
+        }
+        let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<usize>> =
+            (0..self.rows.len())
+                .filter(|&i| self.preceding[i] == 0)
+                .map(std::cmp::Reverse)
+                .collect();
+        let mut out = Vec::with_capacity(self.rows.len());
+        let mut placed = vec![false; self.rows.len()];
+        while let Some(std::cmp::Reverse(i)) = ready.pop() {
+            out.push(self.rows[i]);
+            placed[i] = true;
+            for &n in &self.next[i] {
+                self.preceding[n] -= 1;
+                if self.preceding[n] == 0 {
+                    ready.push(std::cmp::Reverse(n));
+                }
+            }
+        }
+        // Lists that contradict each other (a server bug) leave a cycle: its rows still
+        // fire, in first-appearance order.
+        if out.len() < self.rows.len() {
+            out.extend(
+                (0..self.rows.len())
+                    .filter(|&i| !placed[i])
+                    .map(|i| self.rows[i]),
+            );
+        }
+        out
+    }
 }
 
 impl<'a> Touched<'a> {
@@ -310,23 +394,18 @@ impl ClientCache {
                     }
                 }
                 TableRows::Event { events } => {
-                    let at = match touched.events.iter().position(|(t, _, _)| *t == u.table) {
+                    let at = match touched.events.iter().position(|(t, _)| *t == u.table) {
                         Some(at) => at,
                         None => {
                             let label = match self.index_of(&u.table) {
                                 Some(ti) => self.tables[ti].label.clone(),
                                 None => u.table.clone(),
                             };
-                            touched.events.push((label, Vec::new(), HashSet::new()));
+                            touched.events.push((label, EventOrder::default()));
                             touched.events.len() - 1
                         }
                     };
-                    let (_, order, seen) = &mut touched.events[at];
-                    for e in events {
-                        if seen.insert(e) {
-                            order.push(e);
-                        }
-                    }
+                    touched.events[at].1.add(events);
                 }
             }
         }
@@ -442,7 +521,8 @@ impl ClientCache {
                 out.push((t.label.clone(), ch));
             }
         }
-        for (table, order, _) in touched.events {
+        for (table, order) in touched.events {
+            let order = order.into_order();
             match out.iter_mut().find(|(t, _)| *t == table) {
                 Some((_, ch)) => ch.events = order,
                 None => out.push((
@@ -570,6 +650,63 @@ mod tests {
             vec![(row![1u64, 1u32], row![1u64, 2u32])]
         );
         assert!(ch[0].1.inserts.is_empty() && ch[0].1.deletes.is_empty());
+    }
+
+    #[test]
+    fn events_of_overlapping_queries_fire_in_insert_order() {
+        let mut c = cache();
+        // The commit inserted 1, 2, 3; one query returns [2], another [1, 2, 3].
+        let some = TableUpdate::new(
+            "e".into(),
+            TableRows::Event {
+                events: vec![row![2u32]],
+            },
+        );
+        let all = TableUpdate::new(
+            "e".into(),
+            TableRows::Event {
+                events: vec![row![1u32], row![2u32], row![3u32]],
+            },
+        );
+        let ch = c.apply([(1, &some), (2, &all)]);
+        assert_eq!(
+            owned(&ch[0].1.events),
+            vec![row![1u32], row![2u32], row![3u32]]
+        );
+    }
+
+    proptest::proptest! {
+        /// Lists that are each a part of one order merge into an order that keeps every
+        /// list's order, with each row once.
+        #[test]
+        fn event_lists_merge_keeping_every_lists_order(
+            (n, picks) in proptest::prelude::Strategy::prop_flat_map(1usize..30, |n| {
+                (proptest::strategy::Just(n), proptest::collection::vec(proptest::collection::vec(proptest::bool::ANY, n), 1..5))
+            })
+        ) {
+            let rows: Vec<Row> = (0..n as u32).map(|i| row![i]).collect();
+            let lists: Vec<Vec<Row>> = picks
+                .iter()
+                .map(|keep| rows.iter().zip(keep).filter(|(_, k)| **k).map(|(r, _)| r.clone()).collect())
+                .collect();
+            let mut order = EventOrder::default();
+            for l in &lists {
+                order.add(l);
+            }
+            let out: Vec<Row> = order.into_order().into_iter().cloned().collect();
+            let mut expected: Vec<Row> = lists.iter().flatten().cloned().collect();
+            expected.sort();
+            expected.dedup();
+            let mut got = out.clone();
+            got.sort();
+            proptest::prop_assert_eq!(&got, &expected, "each row once");
+            let at = |r: &Row| out.iter().position(|o| o == r);
+            for l in &lists {
+                for w in l.windows(2) {
+                    proptest::prop_assert!(at(&w[0]) < at(&w[1]), "{:?} keeps its order in {:?}", l, out);
+                }
+            }
+        }
     }
 
     #[test]
