@@ -93,6 +93,39 @@ fn updates_pair_by_primary_key_and_callbacks_can_be_removed() {
     t.shutdown();
 }
 
+/// A query listed twice in one set (directly, or also through `SELECT * FROM *`) holds
+/// its rows once: a row in the snapshot leaves the cache when the row changes, as it
+/// would with the query listed once. Checked both as the caller and as another client.
+#[test]
+fn a_query_listed_twice_in_one_set_counts_its_rows_once() {
+    let t = start();
+    let mover = t.connect();
+    call(&mover, "join", &("ann".to_string(), 1u32));
+    let watcher = t.connect();
+    for conn in [&mover, &watcher] {
+        subscribe_and_wait(
+            conn,
+            &[
+                "SELECT * FROM player",
+                "select * from player",
+                "SELECT * FROM *",
+            ],
+        );
+        assert_eq!(conn.count("player"), 1);
+    }
+    // An update: the old row leaves, the new one enters.
+    call(&mover, "move", &(2u32,));
+    wait_for(&watcher, "the move", |c| {
+        c.table::<Player>().iter().first().map(|p| p.zone) == Some(2)
+    });
+    for conn in [&mover, &watcher] {
+        let players = conn.table::<Player>().iter();
+        assert_eq!(players.len(), 1, "{players:?}");
+        assert_eq!(players[0].zone, 2);
+    }
+    t.shutdown();
+}
+
 #[test]
 fn a_client_that_stops_reading_is_dropped_and_nobody_else_notices() {
     let t = Tidings::builder(module())

@@ -338,6 +338,12 @@ impl SubscriptionManager {
             let returns_event = plan.returns_event_table();
             let id = self.registry.write().register(plan, &state);
             self.add_query_hub(id, hub);
+            // A query listed twice in one set (or also reached through `SELECT * FROM *`)
+            // is held once: its updates reach the set once, so its snapshot must too.
+            if set.iter().any(|q: &SetQuery| q.id == id) {
+                self.drop_query(id, hub);
+                continue;
+            }
             // One snapshot per query and offset, shared by every subscriber asking for it
             // before the next commit (a subscribe storm evaluates each query once).
             // Keyed by offset too: the next commit may merge before the manager hears of it.
