@@ -321,7 +321,16 @@ struct Delivery<'a> {
     dropped: SmallVec<[SessionKey; 2]>,
 }
 
-impl Delivery<'_> {
+impl<'a> Delivery<'a> {
+    fn new(durable: &'a Option<Durable>, batches: &'a mut Batches) -> Self {
+        Delivery {
+            durable,
+            batches,
+            delivered: 0,
+            dropped: SmallVec::new(),
+        }
+    }
+
     fn send(&mut self, key: SessionKey, sink: &Sink, m: &Built) {
         match sink {
             Sink::Queue(q) => {
@@ -652,12 +661,7 @@ impl Hub {
         durable: &Option<Durable>,
     ) -> (u64, SmallVec<[SessionKey; 2]>) {
         let mut batches = std::mem::take(&mut self.batches);
-        let mut out = Delivery {
-            durable,
-            batches: &mut batches,
-            delivered: 0,
-            dropped: SmallVec::new(),
-        };
+        let mut out = Delivery::new(durable, &mut batches);
         let caller_inbox = caller
             .and_then(|k| self.sessions.get(k))
             .and_then(|s| s.sink.inbox().cloned());
@@ -738,12 +742,7 @@ impl Hub {
         // queries, same protocol) get the same message: build it once, clone the `Arc`.
         let mut built: HashMap<(bool, ContentKey), Built> = HashMap::new();
         let mut batches = std::mem::take(&mut self.batches);
-        let mut out = Delivery {
-            durable,
-            batches: &mut batches,
-            delivered: 0,
-            dropped: SmallVec::new(),
-        };
+        let mut out = Delivery::new(durable, &mut batches);
         for (key, mut content) in per_session.drain() {
             let Some(s) = self.sessions.get(key) else {
                 continue;

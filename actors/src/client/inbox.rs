@@ -129,17 +129,14 @@ impl Inbox {
 
     /// Processes items until `done(self)` holds or `timeout` passes; whether it held.
     pub fn run_until(&self, timeout: Duration, mut done: impl FnMut(&Inbox) -> bool) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if done(self) {
-                return true;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return done(self);
-            }
-            self.advance_one_message(left.min(Duration::from_millis(50)));
-        }
+        super::drive_until(
+            timeout,
+            || done(self),
+            |left| {
+                self.advance_one_message(left);
+                true
+            },
+        )
     }
 
     /// Stops delivering to `connection` (it disconnected).

@@ -77,6 +77,26 @@ use crate::system::TidingsError;
 use cache::ClientCache;
 use link::Link;
 
+/// Calls `step` with the time left (at most 50 ms at a time) until `done` holds or
+/// `timeout` passes; `step` returns false once nothing more can arrive. Whether `done`
+/// held.
+pub(crate) fn drive_until(
+    timeout: Duration,
+    mut done: impl FnMut() -> bool,
+    mut step: impl FnMut(Duration) -> bool,
+) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || !step(left.min(Duration::from_millis(50))) {
+            return done();
+        }
+    }
+}
+
 /// Options for [`crate::Tidings::connect_with`].
 #[derive(Clone, Debug, Default)]
 pub struct ConnectOptions {
@@ -460,24 +480,16 @@ impl DbConnection {
         timeout: Duration,
         mut done: impl FnMut(&DbConnection) -> bool,
     ) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if done(self) {
-                return true;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return done(self);
-            }
-            // A closed, drained queue brings nothing more: waiting out the deadline on it
-            // would spin.
-            if !self.advance_one_message(left.min(Duration::from_millis(50)))
-                && self.inner.link.queue().is_closed()
-                && self.inner.link.queue().is_empty()
-            {
-                return done(self);
-            }
-        }
+        drive_until(
+            timeout,
+            || done(self),
+            |left| {
+                // A closed, drained queue brings nothing more: waiting out the deadline
+                // on it would spin.
+                self.advance_one_message(left)
+                    || !(self.inner.link.queue().is_closed() && self.inner.link.queue().is_empty())
+            },
+        )
     }
 
     /// Processes messages on a thread of its own until the connection ends (a
