@@ -24,16 +24,15 @@
 //!
 //! [`Sink`] is where a hub sends one session's messages: its own queue or an inbox.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
 use smallvec::SmallVec;
 use tidings_engine::commitlog::Durable;
 
 use crate::messages::{ConnectionId, Envelope, ServerMessage};
-use crate::queue::{Pushed, QueueLimits, SessionQueue};
+use crate::queue::{Metered, Overflow, Pushed, QueueLimits, SessionQueue};
 
 /// Bytes a commit item charges per connection it names, on top of its messages: the
 /// target entry itself. The messages are shared, so they are charged once.
@@ -64,23 +63,26 @@ pub enum Item {
     Dropped(String),
 }
 
-#[derive(Default)]
-struct State {
-    items: VecDeque<(Item, usize)>,
-    bytes: usize,
-    dropped: Option<String>,
-    /// When the last item was appended: one clock read per item, which for a commit is
-    /// one per inbox, not per connection.
-    last_append: Option<Instant>,
-}
+/// An inbox passing its bound.
+const INBOX_OVERFLOW: Overflow<Item> = Overflow {
+    reason: |items, bytes, limits| {
+        format!(
+            "inbox bound passed ({items} items, {bytes} bytes queued; limits {} items, {} bytes): the application thread is not draining its inbox fast enough",
+            limits.messages_max, limits.bytes_max
+        )
+    },
+    notice: Item::Dropped,
+};
 
 /// An inbox's queue, shared by its hub (pushing) and its application thread.
 pub struct InboxQueue {
     id: u64,
     hub: usize,
-    state: Mutex<State>,
-    ready: Condvar,
-    limits: QueueLimits,
+    queue: Metered<Item>,
+    /// When the last item was appended, in nanoseconds after `created`: one clock read
+    /// per item, which for a commit is one per inbox, not per connection.
+    created: Instant,
+    last_append: AtomicU64,
 }
 
 impl std::fmt::Debug for InboxQueue {
@@ -98,9 +100,9 @@ impl InboxQueue {
         InboxQueue {
             id,
             hub,
-            state: Mutex::new(State::default()),
-            ready: Condvar::new(),
-            limits,
+            queue: Metered::new(limits),
+            created: Instant::now(),
+            last_append: AtomicU64::new(0),
         }
     }
 
@@ -116,93 +118,51 @@ impl InboxQueue {
 
     /// Appends `item` of `bytes` approximate bytes, enforcing the bound.
     pub fn push(&self, item: Item, bytes: usize) -> Pushed {
-        let mut s = self.state.lock();
-        if s.dropped.is_some() {
-            return Pushed::Gone;
+        let pushed = self.queue.push(item, bytes, &INBOX_OVERFLOW);
+        if matches!(pushed, Pushed::Queued | Pushed::QueuedWasEmpty) {
+            // Zero means never: an append in the first nanosecond counts as one.
+            let at = self.created.elapsed().as_nanos().max(1) as u64;
+            self.last_append.fetch_max(at, Ordering::Relaxed);
         }
-        if s.items.len() + 1 > self.limits.messages_max || s.bytes + bytes > self.limits.bytes_max {
-            let reason = format!(
-                "inbox bound passed ({} items, {} bytes queued; limits {} items, {} bytes): the application thread is not draining its inbox fast enough",
-                s.items.len(),
-                s.bytes,
-                self.limits.messages_max,
-                self.limits.bytes_max
-            );
-            s.items.clear();
-            s.bytes = 0;
-            s.items.push_back((Item::Dropped(reason.clone()), 0));
-            s.dropped = Some(reason);
-            drop(s);
-            self.ready.notify_all();
-            return Pushed::Dropped;
-        }
-        let was_empty = s.items.is_empty();
-        s.items.push_back((item, bytes));
-        s.bytes += bytes;
-        s.last_append = Some(Instant::now());
-        drop(s);
-        if was_empty {
-            self.ready.notify_all();
-            Pushed::QueuedWasEmpty
-        } else {
-            Pushed::Queued
-        }
+        pushed
     }
 
     /// Appends `item` past the bound: the last message of a session that is ending.
     pub fn push_final(&self, item: Item) {
-        let mut s = self.state.lock();
-        if s.dropped.is_some() {
-            return;
-        }
-        s.items.push_back((item, 0));
-        drop(s);
-        self.ready.notify_all();
+        self.queue.push_final(item, None);
     }
 
     /// Why the inbox was dropped, if it was.
     pub fn dropped_reason(&self) -> Option<String> {
-        self.state.lock().dropped.clone()
+        self.queue.dropped_reason()
     }
 
     /// Takes the next item, if any.
     pub fn try_pop(&self) -> Option<Item> {
-        let mut s = self.state.lock();
-        let (item, bytes) = s.items.pop_front()?;
-        s.bytes -= bytes;
-        Some(item)
+        self.queue.try_pop()
     }
 
     /// Takes the next item, waiting up to `timeout` for one.
     pub fn pop_timeout(&self, timeout: Duration) -> Option<Item> {
-        let deadline = Instant::now() + timeout;
-        let mut s = self.state.lock();
-        loop {
-            if let Some((item, bytes)) = s.items.pop_front() {
-                s.bytes -= bytes;
-                return Some(item);
-            }
-            if self.ready.wait_until(&mut s, deadline).timed_out() {
-                let (item, bytes) = s.items.pop_front()?;
-                s.bytes -= bytes;
-                return Some(item);
-            }
-        }
+        self.queue.pop_timeout(timeout)
     }
 
     /// Items queued now (a gauge).
     pub fn len(&self) -> usize {
-        self.state.lock().items.len()
-    }
-
-    /// When an item was last appended (within the bound), if ever.
-    pub fn last_append(&self) -> Option<Instant> {
-        self.state.lock().last_append
+        self.queue.len()
     }
 
     /// Whether nothing is queued.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.queue.is_empty()
+    }
+
+    /// When an item was last appended (within the bound), if ever.
+    pub fn last_append(&self) -> Option<Instant> {
+        match self.last_append.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(self.created + Duration::from_nanos(at)),
+        }
     }
 }
 

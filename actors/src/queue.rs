@@ -10,6 +10,8 @@
 //! The receiver (an in-process client thread, or a WebSocket session actor) waits on the
 //! queue's condition variable or is woken by the `on_ready` hook when the queue goes from
 //! empty to non-empty.
+//!
+//! [`Metered`] is the bounded FIFO itself, shared with the inboxes of [`crate::inbox`].
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,14 +39,6 @@ impl Default for QueueLimits {
     }
 }
 
-#[derive(Default)]
-struct State {
-    queue: VecDeque<(Envelope, usize)>,
-    bytes: usize,
-    dropped: Option<String>,
-    closed: bool,
-}
-
 /// Outcome of a push.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Pushed {
@@ -58,11 +52,174 @@ pub enum Pushed {
     Gone,
 }
 
-/// A session's outbound queue. Shared between its hub (pushing) and its receiver.
-pub struct SessionQueue {
-    state: Mutex<State>,
+struct State<T> {
+    items: VecDeque<(T, usize)>,
+    bytes: usize,
+    dropped: Option<String>,
+    closed: bool,
+}
+
+/// A FIFO of `T` bounded in items and approximate bytes, the bound enforced by the
+/// pusher: the core of a session's queue and of an application thread's inbox
+/// ([`crate::inbox`]).
+pub struct Metered<T> {
+    state: Mutex<State<T>>,
     ready: Condvar,
     limits: QueueLimits,
+}
+
+/// What a metered queue says when a push passes its bound: the reason, given what was
+/// queued and the limits, and the one item left in the queue to tell the receiver.
+pub struct Overflow<T> {
+    /// The reason, from (items queued, bytes queued, limits).
+    pub reason: fn(usize, usize, &QueueLimits) -> String,
+    /// The notice left in place of the backlog.
+    pub notice: fn(String) -> T,
+}
+
+impl<T> Metered<T> {
+    /// An empty queue with `limits`.
+    pub fn new(limits: QueueLimits) -> Self {
+        Metered {
+            state: Mutex::new(State {
+                items: VecDeque::new(),
+                bytes: 0,
+                dropped: None,
+                closed: false,
+            }),
+            ready: Condvar::new(),
+            limits,
+        }
+    }
+
+    /// Appends `item` of `bytes` approximate bytes within the bounds. A push that would
+    /// pass one releases the whole backlog, leaves only `overflow`'s notice and marks
+    /// the queue dropped: nothing more is accepted.
+    pub fn push(&self, item: T, bytes: usize, overflow: &Overflow<T>) -> Pushed {
+        let mut s = self.state.lock();
+        if s.dropped.is_some() || s.closed {
+            return Pushed::Gone;
+        }
+        if s.items.len() + 1 > self.limits.messages_max || s.bytes + bytes > self.limits.bytes_max {
+            let reason = (overflow.reason)(s.items.len(), s.bytes, &self.limits);
+            s.items.clear();
+            s.bytes = 0;
+            s.items.push_back(((overflow.notice)(reason.clone()), 0));
+            s.dropped = Some(reason);
+            drop(s);
+            self.ready.notify_all();
+            return Pushed::Dropped;
+        }
+        let was_empty = s.items.is_empty();
+        s.items.push_back((item, bytes));
+        s.bytes += bytes;
+        drop(s);
+        if was_empty {
+            self.ready.notify_all();
+            Pushed::QueuedWasEmpty
+        } else {
+            Pushed::Queued
+        }
+    }
+
+    /// Appends `item` past the bounds, as the last thing a receiver hears: with
+    /// `ending`, nothing more is accepted after it. Whether it was queued (not after a
+    /// drop or a close).
+    pub fn push_final(&self, item: T, ending: Option<&str>) -> bool {
+        let mut s = self.state.lock();
+        if s.dropped.is_some() || s.closed {
+            return false;
+        }
+        s.items.push_back((item, 0));
+        if let Some(reason) = ending {
+            s.dropped = Some(reason.to_string());
+        }
+        drop(s);
+        self.ready.notify_all();
+        true
+    }
+
+    /// Takes the next item, if any.
+    pub fn try_pop(&self) -> Option<T> {
+        let mut s = self.state.lock();
+        let (item, bytes) = s.items.pop_front()?;
+        s.bytes -= bytes;
+        Some(item)
+    }
+
+    /// Takes the next item, waiting up to `timeout` for one (not after a close).
+    pub fn pop_timeout(&self, timeout: Duration) -> Option<T> {
+        let deadline = Instant::now() + timeout;
+        let mut s = self.state.lock();
+        loop {
+            if let Some((item, bytes)) = s.items.pop_front() {
+                s.bytes -= bytes;
+                return Some(item);
+            }
+            if s.closed || self.ready.wait_until(&mut s, deadline).timed_out() {
+                let (item, bytes) = s.items.pop_front()?;
+                s.bytes -= bytes;
+                return Some(item);
+            }
+        }
+    }
+
+    /// Items queued now (a gauge).
+    pub fn len(&self) -> usize {
+        self.state.lock().items.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Approximate bytes queued now (a gauge).
+    pub fn bytes(&self) -> usize {
+        self.state.lock().bytes
+    }
+
+    /// Why the queue was dropped, if it was.
+    pub fn dropped_reason(&self) -> Option<String> {
+        self.state.lock().dropped.clone()
+    }
+
+    /// Stops accepting items, forgets what is queued and wakes any waiter.
+    pub fn close(&self) {
+        let mut s = self.state.lock();
+        s.closed = true;
+        s.items.clear();
+        s.bytes = 0;
+        drop(s);
+        self.ready.notify_all();
+    }
+
+    /// Whether the queue no longer accepts items.
+    pub fn is_closed(&self) -> bool {
+        let s = self.state.lock();
+        s.closed || s.dropped.is_some()
+    }
+}
+
+/// A session's queue passing its bound.
+const SESSION_OVERFLOW: Overflow<Envelope> = Overflow {
+    reason: |items, bytes, limits| {
+        format!(
+            "outbound queue bound passed ({items} messages, {bytes} bytes queued; limits {} messages, {} bytes): the client is not reading fast enough",
+            limits.messages_max, limits.bytes_max
+        )
+    },
+    notice: |reason| {
+        Envelope::now(ServerMessage::Disconnected {
+            reason,
+            going_away: false,
+        })
+    },
+};
+
+/// A session's outbound queue. Shared between its hub (pushing) and its receiver.
+pub struct SessionQueue {
+    queue: Metered<Envelope>,
     on_ready: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
     /// Whether `on_ready` holds a hook: in-process queues have none, and a wake must not
     /// take a second lock per push to find that out.
@@ -73,9 +230,7 @@ impl SessionQueue {
     /// An empty queue with `limits`.
     pub fn new(limits: QueueLimits) -> Self {
         SessionQueue {
-            state: Mutex::new(State::default()),
-            ready: Condvar::new(),
-            limits,
+            queue: Metered::new(limits),
             on_ready: Mutex::new(None),
             has_hook: AtomicBool::new(false),
         }
@@ -96,46 +251,14 @@ impl SessionQueue {
     /// Like [`SessionQueue::push`], with the envelope's [`Envelope::approx_bytes`]
     /// already known: a fan-out computes it once per distinct message, not per session.
     pub fn push_sized(&self, envelope: Envelope, bytes: usize) -> Pushed {
-        let mut s = self.state.lock();
-        if s.dropped.is_some() || s.closed {
-            return Pushed::Gone;
+        let pushed = self.queue.push(envelope, bytes, &SESSION_OVERFLOW);
+        if matches!(pushed, Pushed::QueuedWasEmpty | Pushed::Dropped) {
+            self.hook();
         }
-        if s.queue.len() + 1 > self.limits.messages_max || s.bytes + bytes > self.limits.bytes_max {
-            let reason = format!(
-                "outbound queue bound passed ({} messages, {} bytes queued; limits {} messages, {} bytes): the client is not reading fast enough",
-                s.queue.len(),
-                s.bytes,
-                self.limits.messages_max,
-                self.limits.bytes_max
-            );
-            s.queue.clear();
-            s.bytes = 0;
-            s.queue.push_back((
-                Envelope::now(ServerMessage::Disconnected {
-                    reason: reason.clone(),
-                    going_away: false,
-                }),
-                0,
-            ));
-            s.dropped = Some(reason);
-            drop(s);
-            self.wake();
-            return Pushed::Dropped;
-        }
-        let was_empty = s.queue.is_empty();
-        s.queue.push_back((envelope, bytes));
-        s.bytes += bytes;
-        drop(s);
-        if was_empty {
-            self.wake();
-            Pushed::QueuedWasEmpty
-        } else {
-            Pushed::Queued
-        }
+        pushed
     }
 
-    fn wake(&self) {
-        self.ready.notify_all();
+    fn hook(&self) {
         if self.has_hook.load(Ordering::Acquire)
             && let Some(hook) = &*self.on_ready.lock()
         {
@@ -145,82 +268,54 @@ impl SessionQueue {
 
     /// Takes the next message, if any.
     pub fn try_pop(&self) -> Option<Envelope> {
-        let mut s = self.state.lock();
-        let (env, bytes) = s.queue.pop_front()?;
-        s.bytes -= bytes;
-        Some(env)
+        self.queue.try_pop()
     }
 
     /// Takes the next message, waiting up to `timeout` for one.
     pub fn pop_timeout(&self, timeout: Duration) -> Option<Envelope> {
-        let deadline = Instant::now() + timeout;
-        let mut s = self.state.lock();
-        loop {
-            if let Some((env, bytes)) = s.queue.pop_front() {
-                s.bytes -= bytes;
-                return Some(env);
-            }
-            if s.closed || self.ready.wait_until(&mut s, deadline).timed_out() {
-                let (env, bytes) = s.queue.pop_front()?;
-                s.bytes -= bytes;
-                return Some(env);
-            }
-        }
+        self.queue.pop_timeout(timeout)
     }
 
     /// Messages queued now (a gauge).
     pub fn len(&self) -> usize {
-        self.state.lock().queue.len()
+        self.queue.len()
     }
 
     /// Whether nothing is queued.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.queue.is_empty()
     }
 
     /// Approximate bytes queued now (a gauge).
     pub fn bytes(&self) -> usize {
-        self.state.lock().bytes
+        self.queue.bytes()
     }
 
     /// Why the session was dropped, if it was.
     pub fn dropped_reason(&self) -> Option<String> {
-        self.state.lock().dropped.clone()
+        self.queue.dropped_reason()
     }
 
     /// Ends the session after what is already queued: appends `Disconnected` (past the
     /// bounds: it is the last message) and accepts nothing more. For server shutdown.
     pub fn finish(&self, reason: &str) {
-        let mut s = self.state.lock();
-        if s.dropped.is_some() || s.closed {
-            return;
+        let notice = Envelope::now(ServerMessage::Disconnected {
+            reason: reason.to_string(),
+            going_away: true,
+        });
+        if self.queue.push_final(notice, Some(reason)) {
+            self.hook();
         }
-        s.queue.push_back((
-            Envelope::now(ServerMessage::Disconnected {
-                reason: reason.to_string(),
-                going_away: true,
-            }),
-            0,
-        ));
-        s.dropped = Some(reason.to_string());
-        drop(s);
-        self.wake();
     }
 
     /// Stops accepting messages (the client disconnected) and wakes any waiter.
     pub fn close(&self) {
-        let mut s = self.state.lock();
-        s.closed = true;
-        s.queue.clear();
-        s.bytes = 0;
-        drop(s);
-        self.ready.notify_all();
+        self.queue.close();
     }
 
     /// Whether the queue no longer accepts messages.
     pub fn is_closed(&self) -> bool {
-        let s = self.state.lock();
-        s.closed || s.dropped.is_some()
+        self.queue.is_closed()
     }
 }
 

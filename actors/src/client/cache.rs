@@ -622,6 +622,11 @@ mod tests {
         ClientCache::new(&schema)
     }
 
+    /// Event rows of table `e`, as one query returns them.
+    fn events(events: Vec<Row>) -> TableUpdate {
+        TableUpdate::new("e".into(), TableRows::Event { events })
+    }
+
     fn upd(table: &str, inserts: Vec<Row>, deletes: Vec<Row>) -> TableUpdate {
         TableUpdate::new(table.into(), TableRows::Persistent { inserts, deletes })
     }
@@ -656,18 +661,8 @@ mod tests {
     fn events_of_overlapping_queries_fire_in_insert_order() {
         let mut c = cache();
         // The commit inserted 1, 2, 3; one query returns [2], another [1, 2, 3].
-        let some = TableUpdate::new(
-            "e".into(),
-            TableRows::Event {
-                events: vec![row![2u32]],
-            },
-        );
-        let all = TableUpdate::new(
-            "e".into(),
-            TableRows::Event {
-                events: vec![row![1u32], row![2u32], row![3u32]],
-            },
-        );
+        let some = events(vec![row![2u32]]);
+        let all = events(vec![row![1u32], row![2u32], row![3u32]]);
         let ch = c.apply([(1, &some), (2, &all)]);
         assert_eq!(
             owned(&ch[0].1.events),
@@ -712,18 +707,8 @@ mod tests {
     #[test]
     fn events_are_distinct_per_table_and_never_cached() {
         let mut c = cache();
-        let ev = TableUpdate::new(
-            "e".into(),
-            TableRows::Event {
-                events: vec![row![1u32], row![2u32]],
-            },
-        );
-        let ev2 = TableUpdate::new(
-            "e".into(),
-            TableRows::Event {
-                events: vec![row![2u32]],
-            },
-        );
+        let ev = events(vec![row![1u32], row![2u32]]);
+        let ev2 = events(vec![row![2u32]]);
         let ch = c.apply([(1, &ev), (2, &ev2)]);
         assert_eq!(owned(&ch[0].1.events), vec![row![1u32], row![2u32]]);
         assert_eq!(c.count("e"), 0);
