@@ -419,6 +419,8 @@ impl<'a> Delivery<'a> {
     fn finish(mut self) -> (u64, SmallVec<[SessionKey; 2]>) {
         self.batches.index.clear();
         self.batches.last = 0;
+        // Every inbox gets the commit before any is woken.
+        let mut woken: SmallVec<[Arc<InboxQueue>; 2]> = SmallVec::new();
         for o in self.batches.open.drain(..) {
             let targets = o.shared.unwrap_or_else(|| o.targets.into());
             let reached = targets.len() as u64;
@@ -427,11 +429,18 @@ impl<'a> Delivery<'a> {
                 messages: o.messages,
                 targets,
             };
-            match o.inbox.push(Item::Commit(batch), o.bytes) {
+            let pushed = o.inbox.push_unwoken(Item::Commit(batch), o.bytes);
+            if pushed.wakes() {
+                woken.push(o.inbox);
+            }
+            match pushed {
                 Pushed::Queued | Pushed::QueuedWasEmpty => self.delivered += reached,
                 Pushed::Dropped => self.dropped.push(o.key),
                 Pushed::Gone => {}
             }
+        }
+        for inbox in woken {
+            inbox.wake();
         }
         (self.delivered, self.dropped)
     }

@@ -80,7 +80,8 @@ pub struct InboxQueue {
     hub: usize,
     queue: Metered<Item>,
     /// When the last item was appended, in nanoseconds after `created`: one clock read
-    /// per item, which for a commit is one per inbox, not per connection.
+    /// per item, which for a commit is one per inbox, not per connection. Read before
+    /// the application thread is woken, which may preempt the pusher.
     created: Instant,
     last_append: AtomicU64,
 }
@@ -118,13 +119,27 @@ impl InboxQueue {
 
     /// Appends `item` of `bytes` approximate bytes, enforcing the bound.
     pub fn push(&self, item: Item, bytes: usize) -> Pushed {
-        let pushed = self.queue.push(item, bytes, &INBOX_OVERFLOW);
-        if matches!(pushed, Pushed::Queued | Pushed::QueuedWasEmpty) {
+        let pushed = self.push_unwoken(item, bytes);
+        if pushed.wakes() {
+            self.wake();
+        }
+        pushed
+    }
+
+    /// [`InboxQueue::push`] without waking the application thread: a hub appending a
+    /// commit to several inboxes wakes them all after the last append, so that no woken
+    /// thread takes the hub's core before the other inboxes have the commit.
+    pub fn push_unwoken(&self, item: Item, bytes: usize) -> Pushed {
+        self.queue.push_unwoken(item, bytes, &INBOX_OVERFLOW, || {
             // Zero means never: an append in the first nanosecond counts as one.
             let at = self.created.elapsed().as_nanos().max(1) as u64;
             self.last_append.fetch_max(at, Ordering::Relaxed);
-        }
-        pushed
+        })
+    }
+
+    /// Wakes the application thread if it waits for an item.
+    pub fn wake(&self) {
+        self.queue.wake();
     }
 
     /// Appends `item` past the bound: the last message of a session that is ending.

@@ -52,6 +52,13 @@ pub enum Pushed {
     Gone,
 }
 
+impl Pushed {
+    /// Whether the receiver has something new to wake up for.
+    pub fn wakes(&self) -> bool {
+        matches!(self, Pushed::QueuedWasEmpty | Pushed::Dropped)
+    }
+}
+
 struct State<T> {
     items: VecDeque<(T, usize)>,
     bytes: usize,
@@ -96,6 +103,23 @@ impl<T> Metered<T> {
     /// pass one releases the whole backlog, leaves only `overflow`'s notice and marks
     /// the queue dropped: nothing more is accepted.
     pub fn push(&self, item: T, bytes: usize, overflow: &Overflow<T>) -> Pushed {
+        let pushed = self.push_unwoken(item, bytes, overflow, || {});
+        if pushed.wakes() {
+            self.wake();
+        }
+        pushed
+    }
+
+    /// [`Metered::push`] without waking the receiver: the caller calls [`Metered::wake`]
+    /// when [`Pushed::wakes`] says so, after its other appends (a woken receiver may take
+    /// this thread's core for a scheduler slice). `queued` runs once the item is in.
+    pub fn push_unwoken(
+        &self,
+        item: T,
+        bytes: usize,
+        overflow: &Overflow<T>,
+        queued: impl FnOnce(),
+    ) -> Pushed {
         let mut s = self.state.lock();
         if s.dropped.is_some() || s.closed {
             return Pushed::Gone;
@@ -106,20 +130,23 @@ impl<T> Metered<T> {
             s.bytes = 0;
             s.items.push_back(((overflow.notice)(reason.clone()), 0));
             s.dropped = Some(reason);
-            drop(s);
-            self.ready.notify_all();
             return Pushed::Dropped;
         }
         let was_empty = s.items.is_empty();
         s.items.push_back((item, bytes));
         s.bytes += bytes;
         drop(s);
+        queued();
         if was_empty {
-            self.ready.notify_all();
             Pushed::QueuedWasEmpty
         } else {
             Pushed::Queued
         }
+    }
+
+    /// Wakes whoever waits for an item.
+    pub fn wake(&self) {
+        self.ready.notify_all();
     }
 
     /// Appends `item` past the bounds, as the last thing a receiver hears: with
