@@ -48,8 +48,10 @@ pub struct TableChanges<'a> {
     pub events: Vec<&'a Row>,
 }
 
-/// One message's changes, per table, sorted by table name.
-pub type Changes<'a> = SmallVec<[(Arc<str>, TableChanges<'a>); 1]>;
+/// One message's changes, per table, sorted by table name. A name is borrowed from the
+/// message where it came from one: touching the shared name's reference count from
+/// every application thread applying the same fan-out would bounce it between cores.
+pub type Changes<'a> = SmallVec<[(Cow<'a, str>, TableChanges<'a>); 1]>;
 
 impl TableChanges<'_> {
     /// Whether nothing changed.
@@ -71,11 +73,8 @@ struct Held {
 #[derive(Debug)]
 struct TableCache {
     /// The schema's name, shared with every other cache of the process: compared by
-    /// pointer, never cloned while applying (its reference count would bounce between
-    /// the cores of application threads applying the same fan-out).
+    /// pointer, never cloned while applying.
     name: Arc<str>,
-    /// This cache's own copy of the name, handed out with each message's changes.
-    label: Arc<str>,
     schema: Arc<TableSchema>,
     /// Rows with their counts, hashed by `hasher`: a hash table rather than a map so that
     /// applying a row hashes it once for its lookup, its insertion or its removal (every
@@ -91,6 +90,8 @@ pub struct ClientCache {
     by_name: HashMap<Arc<str>, usize>,
     /// Per query set, the tables (indices) it has contributed rows to.
     sets: HashMap<QuerySetId, SmallVec<[usize; 2]>>,
+    /// The (set, table) pair last noted in `sets`.
+    last_noted: Option<(QuerySetId, usize)>,
 }
 
 /// Past this many touched rows, first-touch checks use a hash table instead of a scan.
@@ -113,7 +114,9 @@ struct Touched<'a> {
     /// [`SCAN_MAX`].
     index: Option<HashTable<usize>>,
     /// Per table (by name): its distinct event rows, merged from every query's list.
-    events: Vec<(Arc<str>, EventOrder<'a>)>,
+    events: Vec<(&'a str, EventOrder<'a>)>,
+    /// Per table index, its name as the message spells it.
+    names: SmallVec<[(usize, &'a str); 2]>,
 }
 
 /// The distinct event rows of one table in one message, in an order consistent with
@@ -260,7 +263,6 @@ impl ClientCache {
                 self.by_name.insert(t.name.clone(), self.tables.len());
                 self.tables.push(TableCache {
                     name: t.name.clone(),
-                    label: Arc::from(&*t.name),
                     schema: t.clone(),
                     rows: HashTable::new(),
                     hasher: DefaultHashBuilder::default(),
@@ -357,10 +359,16 @@ impl ClientCache {
 
     /// Notes that set `qs` holds rows of table `ti`.
     fn note_set_table(&mut self, qs: QuerySetId, ti: usize) {
+        // Usually the same pair as the last message's: skip the map (a cache miss per
+        // subscriber of a fan-out).
+        if self.last_noted == Some((qs, ti)) {
+            return;
+        }
         let tables = self.sets.entry(qs).or_default();
         if !tables.contains(&ti) {
             tables.push(ti);
         }
+        self.last_noted = Some((qs, ti));
     }
 
     /// Applies one message's updates: `(query set, table update)` pairs.
@@ -386,6 +394,9 @@ impl ClientCache {
                     let Some(ti) = self.index_of(&u.table) else {
                         continue;
                     };
+                    if !touched.names.iter().any(|(t, _)| *t == ti) {
+                        touched.names.push((ti, &u.table));
+                    }
                     if !inserts.is_empty() {
                         self.note_set_table(*qs, ti);
                     }
@@ -394,14 +405,10 @@ impl ClientCache {
                     }
                 }
                 TableRows::Event { events } => {
-                    let at = match touched.events.iter().position(|(t, _)| *t == u.table) {
+                    let at = match touched.events.iter().position(|(t, _)| **t == *u.table) {
                         Some(at) => at,
                         None => {
-                            let label = match self.index_of(&u.table) {
-                                Some(ti) => self.tables[ti].label.clone(),
-                                None => u.table.clone(),
-                            };
-                            touched.events.push((label, EventOrder::default()));
+                            touched.events.push((&u.table, EventOrder::default()));
                             touched.events.len() - 1
                         }
                     };
@@ -426,6 +433,7 @@ impl ClientCache {
     /// Takes every reference of set `qs` out of the per-set counts, leaving the totals:
     /// `(table, row, references)`.
     fn detach(&mut self, qs: QuerySetId) -> Vec<(usize, Row, usize)> {
+        self.last_noted = None;
         let mut out = Vec::new();
         for ti in self.sets.remove(&qs).unwrap_or_default() {
             for (row, held) in self.tables[ti].rows.iter_mut() {
@@ -518,7 +526,11 @@ impl ClientCache {
                 pair_updates(&mut ch, pk.idx());
             }
             if !ch.is_empty() {
-                out.push((t.label.clone(), ch));
+                let name = match touched.names.iter().find(|(i, _)| *i == ti) {
+                    Some((_, name)) => Cow::Borrowed(*name),
+                    None => Cow::Owned(t.name.to_string()),
+                };
+                out.push((name, ch));
             }
         }
         for (table, order) in touched.events {
@@ -526,7 +538,7 @@ impl ClientCache {
             match out.iter_mut().find(|(t, _)| *t == table) {
                 Some((_, ch)) => ch.events = order,
                 None => out.push((
-                    table,
+                    Cow::Borrowed(table),
                     TableChanges {
                         events: order,
                         ..TableChanges::default()

@@ -249,7 +249,7 @@ impl DbConnection {
         for (table, ch) in changes {
             let (ins, del, upd) = {
                 let cbs = self.inner.callbacks.lock();
-                match cbs.get(&table) {
+                match cbs.get(table.as_ref()) {
                     Some(c) => (
                         c.on_insert
                             .iter()
