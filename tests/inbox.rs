@@ -310,6 +310,39 @@ proptest! {
     }
 }
 
+/// Two connections of one inbox hold the same query with different shares: one in set
+/// 1, the other in sets 1 and 2. A commit changing only that query, made by nobody on
+/// the inbox, takes the hub's cached batch. Each must still get its own share: the
+/// second connection's row must survive unsubscribing its set 1, as set 2 still holds it.
+#[test]
+fn a_cached_batch_gives_each_connection_its_own_share() {
+    let t = start();
+    let inbox = t.inbox();
+    let (one, both) = (inbox.connect(), inbox.connect());
+    let q = "SELECT * FROM message";
+    // `one` subscribes first, so its share is the batch's first message.
+    subscribe_and_wait(&one, &[q]);
+    let first = both.subscribe(&[q]).expect("subscribe");
+    subscribe_and_wait(&both, &[q]);
+    futures::executor::block_on(t.call("send_message", &("hi".to_string(),)))
+        .expect("call")
+        .outcome
+        .expect("committed");
+    assert!(inbox.run_until(WAIT, |_| one.count("message") == 1
+        && both.count("message") == 1));
+    let gone = Arc::new(AtomicUsize::new(0));
+    let g = gone.clone();
+    first
+        .unsubscribe_then(move |_| {
+            g.fetch_add(1, Ordering::SeqCst);
+        })
+        .expect("unsubscribe");
+    assert!(inbox.run_until(WAIT, |_| gone.load(Ordering::SeqCst) == 1));
+    assert_eq!(both.count("message"), 1, "set 2 still holds the row");
+    assert_eq!(one.count("message"), 1);
+    t.shutdown();
+}
+
 #[test]
 fn an_inbox_past_its_bound_drops_all_its_connections_and_nobody_else() {
     let t = start();

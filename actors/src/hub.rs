@@ -694,7 +694,13 @@ impl Hub {
                 let has_caller = caller_inbox
                     .as_ref()
                     .is_some_and(|c| Arc::ptr_eq(c, &g.inbox));
-                let key = g.holders.first().map(|h| h.key);
+                // A lone holder is as cheap to serve directly: caching its one target
+                // would cost allocations for queries that see one commit in a while.
+                let key = g
+                    .holders
+                    .first()
+                    .map(|h| h.key)
+                    .filter(|_| g.holders.len() > 1);
                 match (has_caller, key) {
                     (false, Some(key)) => match g.targets(offset, *id) {
                         Some(cached) => {
