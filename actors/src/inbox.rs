@@ -12,9 +12,10 @@
 //! All connections of one inbox live on the same hub, so a commit is exactly one append
 //! per inbox and the inbox's bound has a single enforcer; and every inbox lives on the
 //! first hub, so a commit's batches are all built before the first one is appended
-//! (see [`crate::Tidings::inbox`]). For a query whose holders on an inbox have not
-//! changed since its last commit, the hub reuses the batch's target list: a commit then
-//! costs it one message per distinct content per inbox, not work per connection.
+//! (see [`crate::Tidings::inbox`]). For a query with several holders on an inbox, while
+//! they have not changed since its last commit, the hub reuses the batch's target list:
+//! a commit then costs it one message per distinct content per inbox, not work per
+//! connection.
 //!
 //! The bound (items and approximate bytes, [`QueueLimits`]) is enforced by the sender,
 //! like a session queue's, but for the whole inbox: an application thread that stops
