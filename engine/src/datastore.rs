@@ -173,7 +173,6 @@ impl Commit {
 
 #[derive(Debug, Default)]
 struct Gate {
-    enabled: bool,
     evaluated: TxOffset,
 }
 
@@ -181,6 +180,9 @@ struct Inner {
     state: Arc<RwLock<CommittedState>>,
     sequences: Mutex<Sequences>,
     gate: Mutex<Gate>,
+    /// Whether the gate is on: an atomic, so that a commit with the gate off (the
+    /// default) does not take the gate's lock.
+    gate_enabled: std::sync::atomic::AtomicBool,
     gate_cv: Condvar,
     gate_wait_ns: AtomicU64,
     gate_waiting: std::sync::atomic::AtomicBool,
@@ -231,6 +233,7 @@ impl Datastore {
                 state: Arc::new(RwLock::new(state)),
                 sequences: Mutex::new(sequences),
                 gate: Mutex::new(Gate::default()),
+                gate_enabled: Default::default(),
                 gate_cv: Condvar::new(),
                 gate_wait_ns: AtomicU64::new(0),
                 gate_waiting: Default::default(),
@@ -338,13 +341,17 @@ impl Datastore {
     pub fn enable_commit_gate(&self) {
         let offset = self.inner.state.read().offset;
         let mut g = self.inner.gate.lock();
-        g.enabled = true;
         g.evaluated = g.evaluated.max(offset);
+        self.inner.gate_enabled.store(true, Ordering::Release);
     }
 
     /// Turns the commit gate off and releases any commit waiting at it.
     pub fn disable_commit_gate(&self) {
-        self.inner.gate.lock().enabled = false;
+        // Stored under the lock: a commit checks it under the lock before it waits, so
+        // it either sees the gate off or is already waiting when the notice comes.
+        let g = self.inner.gate.lock();
+        self.inner.gate_enabled.store(false, Ordering::Release);
+        drop(g);
         self.inner.gate_cv.notify_all();
     }
 
@@ -377,13 +384,17 @@ impl Datastore {
     }
 
     fn wait_gate(&self, committed: TxOffset) {
+        let enabled = || self.inner.gate_enabled.load(Ordering::Acquire);
+        if !enabled() {
+            return;
+        }
         let mut g = self.inner.gate.lock();
-        if !g.enabled || g.evaluated >= committed {
+        if !enabled() || g.evaluated >= committed {
             return;
         }
         let start = Instant::now();
         self.inner.gate_waiting.store(true, Ordering::Release);
-        while g.enabled && g.evaluated < committed {
+        while enabled() && g.evaluated < committed {
             self.inner.gate_cv.wait(&mut g);
         }
         self.inner.gate_waiting.store(false, Ordering::Release);
