@@ -448,14 +448,15 @@ impl Pool {
         &self.shared.conns
     }
 
-    /// When the last append to any of the consumers' inboxes happened (clock ns), for
-    /// inbox delivery: the inbox records it as it appends, so it is exact, where polling
-    /// the delivery counter from a thread that competes with the consumers for the cores
-    /// notices it late.
+    /// Whether the subscribers are delivered through inboxes.
     fn has_inboxes(&self) -> bool {
         !self.shared.inboxes.is_empty()
     }
 
+    /// When the last append to any of the consumers' inboxes happened (clock ns), for
+    /// inbox delivery: the inbox records it as it appends, so it is exact, where polling
+    /// the delivery counter from a thread that competes with the consumers for the cores
+    /// notices it late.
     fn last_append_ns(&self) -> Option<u64> {
         let base = self.shared.clock.base;
         self.shared
