@@ -690,35 +690,30 @@ impl Hub {
                 one.send(h, &mut out);
             }
             for g in &mut holders.inboxes {
-                // The caller gets its own result instead: its inbox goes holder by holder.
+                // The caller gets its own result instead, and a lone holder is as cheap
+                // to serve directly (caching its one target would cost allocations for
+                // queries that see one commit in a while): those go holder by holder.
                 let has_caller = caller_inbox
                     .as_ref()
                     .is_some_and(|c| Arc::ptr_eq(c, &g.inbox));
-                // A lone holder is as cheap to serve directly: caching its one target
-                // would cost allocations for queries that see one commit in a while.
-                let key = g
-                    .holders
-                    .first()
-                    .map(|h| h.key)
-                    .filter(|_| g.holders.len() > 1);
-                match (has_caller, key) {
-                    (false, Some(key)) => match g.targets(offset, *id) {
-                        Some(cached) => {
-                            let targets = cached.targets.clone();
-                            let messages = cached
-                                .contents
-                                .iter()
-                                .map(|(v1, content)| one.built(*v1, content))
-                                .collect();
-                            out.add_shared(&g.inbox, key, messages, targets);
-                        }
-                        None => {
-                            for h in &g.holders {
-                                one.send(h, &mut out);
-                            }
-                        }
-                    },
-                    _ => {
+                let cached = match g.holders.first() {
+                    Some(first) if !has_caller && g.holders.len() > 1 => {
+                        let key = first.key;
+                        g.targets(offset, *id).map(|c| (key, c))
+                    }
+                    _ => None,
+                };
+                match cached {
+                    Some((key, cached)) => {
+                        let targets = cached.targets.clone();
+                        let messages = cached
+                            .contents
+                            .iter()
+                            .map(|(v1, content)| one.built(*v1, content))
+                            .collect();
+                        out.add_shared(&g.inbox, key, messages, targets);
+                    }
+                    None => {
                         for h in &g.holders {
                             one.send(h, &mut out);
                         }

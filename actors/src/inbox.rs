@@ -12,7 +12,7 @@
 //! All connections of one inbox live on the same hub, so a commit is exactly one append
 //! per inbox and the inbox's bound has a single enforcer; and every inbox lives on the
 //! first hub, so a commit's batches are all built before the first one is appended
-//! (see [`crate::Tidings::inbox`]). For a query with several holders on an inbox, while
+//! (the manager places sessions). For a query with several holders on an inbox, while
 //! they have not changed since its last commit, the hub reuses the batch's target list:
 //! a commit then costs it one message per distinct content per inbox, not work per
 //! connection.
@@ -78,7 +78,6 @@ const INBOX_OVERFLOW: Overflow<Item> = Overflow {
 /// An inbox's queue, shared by its hub (pushing) and its application thread.
 pub struct InboxQueue {
     id: u64,
-    hub: usize,
     queue: Metered<Item>,
     /// When the last item was appended, in nanoseconds after `created`: one clock read
     /// per item, which for a commit is one per inbox, not per connection. Read before
@@ -91,17 +90,15 @@ impl std::fmt::Debug for InboxQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InboxQueue")
             .field("id", &self.id)
-            .field("hub", &self.hub)
             .finish_non_exhaustive()
     }
 }
 
 impl InboxQueue {
-    /// An empty inbox `id`, whose connections all live on hub `hub`.
-    pub fn new(id: u64, hub: usize, limits: QueueLimits) -> Self {
+    /// An empty inbox `id`.
+    pub fn new(id: u64, limits: QueueLimits) -> Self {
         InboxQueue {
             id,
-            hub,
             queue: Metered::new(limits),
             created: Instant::now(),
             last_append: AtomicU64::new(0),
@@ -111,11 +108,6 @@ impl InboxQueue {
     /// Its id, unique within one Tidings.
     pub fn id(&self) -> u64 {
         self.id
-    }
-
-    /// The hub its connections live on.
-    pub fn hub(&self) -> usize {
-        self.hub
     }
 
     /// Appends `item` of `bytes` approximate bytes, enforcing the bound.
@@ -208,10 +200,7 @@ impl Sink {
             Sink::Queue(q) => q.finish(reason),
             Sink::Inbox(i, c) => i.push_final(Item::One(
                 *c,
-                Envelope::now(ServerMessage::Disconnected {
-                    reason: reason.to_string(),
-                    going_away: true,
-                }),
+                Envelope::disconnected(reason.to_string(), true),
             )),
         }
     }
@@ -251,7 +240,6 @@ mod tests {
     fn passing_the_bound_drops_the_whole_inbox_and_releases_its_backlog() {
         let q = InboxQueue::new(
             1,
-            0,
             QueueLimits {
                 messages_max: 2,
                 bytes_max: usize::MAX,
@@ -272,7 +260,6 @@ mod tests {
     fn the_byte_bound_counts_what_was_pushed() {
         let q = InboxQueue::new(
             1,
-            0,
             QueueLimits {
                 messages_max: usize::MAX,
                 bytes_max: 100,

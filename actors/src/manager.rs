@@ -624,9 +624,14 @@ impl SubscriptionManager {
         sink: Sink,
         token: Option<String>,
     ) {
-        // An inbox's sessions share its hub, so a commit is one append per inbox.
+        // Every inbox's sessions live on the first hub: a commit is then one append per
+        // inbox, and a commit's batches are all built before the first is appended, so
+        // the application threads wake together. With inboxes on different hubs, the
+        // first thread woken takes a core from the hub still building the next batch (on
+        // 2 cores that delayed the last delivery by a scheduler slice, milliseconds). A
+        // batch costs its hub a few nanoseconds per connection, so one hub serves them all.
         let hub = match sink.inbox() {
-            Some(inbox) => inbox.hub() % self.hubs.len().max(1),
+            Some(_) => 0,
             None => {
                 self.next_hub += 1;
                 (self.next_hub - 1) % self.hubs.len().max(1)

@@ -456,6 +456,12 @@ impl Envelope {
         }
     }
 
+    /// The last message of a session: `Disconnected` with `reason`; `going_away` when the
+    /// server is shutting down rather than dropping this client.
+    pub fn disconnected(reason: String, going_away: bool) -> Self {
+        Envelope::now(ServerMessage::Disconnected { reason, going_away })
+    }
+
     /// A rough byte size, for queue meters.
     pub fn approx_bytes(&self) -> usize {
         let tables = |t: &[TableUpdate]| t.iter().map(|u| 32 + u.bytes).sum::<usize>();

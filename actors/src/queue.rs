@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::messages::{Envelope, ServerMessage};
+use crate::messages::Envelope;
 
 /// Bounds of one session's queue.
 #[derive(Clone, Copy, Debug)]
@@ -236,12 +236,7 @@ const SESSION_OVERFLOW: Overflow<Envelope> = Overflow {
             limits.messages_max, limits.bytes_max
         )
     },
-    notice: |reason| {
-        Envelope::now(ServerMessage::Disconnected {
-            reason,
-            going_away: false,
-        })
-    },
+    notice: |reason| Envelope::disconnected(reason, false),
 };
 
 /// A session's outbound queue. Shared between its hub (pushing) and its receiver.
@@ -326,10 +321,7 @@ impl SessionQueue {
     /// Ends the session after what is already queued: appends `Disconnected` (past the
     /// bounds: it is the last message) and accepts nothing more. For server shutdown.
     pub fn finish(&self, reason: &str) {
-        let notice = Envelope::now(ServerMessage::Disconnected {
-            reason: reason.to_string(),
-            going_away: true,
-        });
+        let notice = Envelope::disconnected(reason.to_string(), true);
         if self.queue.push_final(notice, Some(reason)) {
             self.hook();
         }
@@ -349,12 +341,10 @@ impl SessionQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::messages::ServerMessage;
 
     fn msg() -> Envelope {
-        Envelope::now(ServerMessage::Disconnected {
-            reason: "x".into(),
-            going_away: false,
-        })
+        Envelope::disconnected("x".into(), false)
     }
 
     #[test]

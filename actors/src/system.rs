@@ -463,13 +463,9 @@ impl Tidings {
     /// An inbox with its own bound.
     pub fn inbox_with(&self, limits: QueueLimits) -> Inbox {
         let id = self.inner.next_inbox.fetch_add(1, Ordering::Relaxed);
-        // Every inbox lives on the first hub. A commit's batches are then all built
-        // before the first is appended, so the application threads wake together; with
-        // inboxes on different hubs, the first thread woken takes a core from the hub
-        // still building the next batch (on 2 cores that delayed the last delivery by a
-        // scheduler slice, milliseconds). A batch costs its hub a few nanoseconds per
-        // connection, so one hub serves them all.
-        Inbox::new(self.clone(), Arc::new(InboxQueue::new(id, 0, limits)))
+        // Its connections' sessions all live on the first hub (see the manager's
+        // `connect`).
+        Inbox::new(self.clone(), Arc::new(InboxQueue::new(id, limits)))
     }
 
     /// Opens a raw session (for transports): a connection id, a queue, a request path.

@@ -162,11 +162,7 @@ impl Inbox {
                 1
             }
             Item::Commit(batch) => {
-                if let Some(d) = &batch.durable
-                    && let Err(e) = d.wait()
-                {
-                    tracing::error!(error = %e, "a commit reported to this inbox did not become durable");
-                }
+                super::process::wait_durable(batch.durable.as_ref());
                 // Upgraded under the lock, processed without it: a callback may connect
                 // another client through this inbox.
                 let conns: Vec<(DbConnection, u32)> = {

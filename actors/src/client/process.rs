@@ -3,6 +3,7 @@
 //! and callbacks run with the cache unlocked.
 
 use tidings_engine::Timestamp;
+use tidings_engine::commitlog::Durable;
 
 use super::cache::Changes;
 use super::{DbConnection, Event, EventContext, PendingCall};
@@ -22,11 +23,7 @@ impl DbConnection {
 
     /// Applies one message from `queue` and runs its callbacks.
     pub(super) fn process(&self, env: Envelope, queue: &SessionQueue) {
-        if let Some(d) = &env.durable
-            && let Err(e) = d.wait()
-        {
-            tracing::error!(error = %e, "a commit reported to this client did not become durable");
-        }
+        wait_durable(env.durable.as_ref());
         self.process_message(&env.message, queue);
     }
 
@@ -315,6 +312,17 @@ impl DbConnection {
         for (_, then) in one_offs {
             then(Err(format!("no result: {why}")));
         }
+    }
+}
+
+/// Waits until the commit a message reports is durable, if it must be (confirmed reads,
+/// reducer results); a commit that cannot become durable is logged, and the message is
+/// shown anyway, as the commit is in memory.
+pub(super) fn wait_durable(durable: Option<&Durable>) {
+    if let Some(d) = durable
+        && let Err(e) = d.wait()
+    {
+        tracing::error!(error = %e, "a commit reported to this client did not become durable");
     }
 }
 
