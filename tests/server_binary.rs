@@ -18,6 +18,8 @@ struct Served {
     port: u16,
     owner: String,
     stderr: Arc<Mutex<Vec<String>>>,
+    /// The thread reading stderr; it ends at the pipe's end, after the process exits.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 fn serve(dir: &std::path::Path) -> Served {
@@ -32,7 +34,7 @@ fn serve(dir: &std::path::Path) -> Served {
     let stderr = child.stderr.take().expect("stderr");
     let lines = Arc::new(Mutex::new(Vec::new()));
     let (tx, rx) = std::sync::mpsc::channel();
-    {
+    let reader = {
         let lines = lines.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -41,8 +43,8 @@ fn serve(dir: &std::path::Path) -> Served {
                 }
                 lines.lock().expect("lines").push(line);
             }
-        });
-    }
+        })
+    };
     let banner = rx
         .recv_timeout(Duration::from_secs(60))
         .unwrap_or_else(|_| panic!("no banner; stderr: {:?}", lines.lock().expect("lines")));
@@ -64,12 +66,25 @@ fn serve(dir: &std::path::Path) -> Served {
         port,
         owner,
         stderr: lines,
+        reader: Some(reader),
     }
 }
 
 impl Served {
     fn base(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Served {
+    /// Waits for the process to exit; whether it succeeded, and all it wrote to stderr
+    /// (read to the pipe's end, not just what the reader had reached at the exit).
+    fn exit(&mut self) -> (std::process::ExitStatus, String) {
+        let status = self.child.wait().expect("exits");
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("the stderr reader");
+        }
+        (status, self.stderr.lock().expect("stderr").join("\n"))
     }
 }
 
@@ -224,9 +239,8 @@ fn ctrl_c_closes_sessions_with_a_reason_flushes_and_exits_zero() {
             Some("the server is shutting down")
         );
     });
-    let exit = served.child.wait().expect("exits");
+    let (exit, stderr) = served.exit();
     assert!(exit.success(), "exit status {exit:?}");
-    let stderr = served.stderr.lock().expect("stderr").join("\n");
     assert!(stderr.contains("log flushed"), "{stderr}");
     drop(served);
 
