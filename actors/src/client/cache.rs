@@ -9,7 +9,10 @@
 //! Each cached row carries its total count and its count per query set, so applying a
 //! row is one lookup in its table whatever the number of query sets; removing a set walks
 //! the tables it contributed to. Applying a message allocates little: every connection
-//! of a fan-out applies the same message, so its cost is paid once per subscriber.
+//! of a fan-out applies the same message, so its cost is paid once per subscriber. For
+//! the same reason the connections an application thread drives share the rows they
+//! take in from one message (a [`RowPool`]), and a table with a primary key hashes its
+//! rows by that key, so an update's two rows sit together.
 //!
 //! A transaction is applied inserts first, then deletes, and only the net 0 <-> 1
 //! transitions become callbacks: a row that moves from one query set to another in one
@@ -79,7 +82,7 @@ struct TableCache {
     /// Rows with their counts, hashed by [`TableCache::hash`]: a hash table rather than a
     /// map so that applying a row hashes it once for its lookup, its insertion or its
     /// removal (every subscriber of a fan-out pays this per row).
-    rows: HashTable<(Row, Held)>,
+    rows: HashTable<(Arc<Row>, Held)>,
     hasher: DefaultHashBuilder,
     /// The primary-key column's position, when the table has one.
     pk: Option<usize>,
@@ -117,6 +120,55 @@ pub struct ClientCache {
     sets: HashMap<QuerySetId, SmallVec<[usize; 2]>>,
     /// The (set, table) pair last noted in `sets`.
     last_noted: Option<(QuerySetId, usize)>,
+}
+
+/// The rows of the messages one application thread is applying to many caches, each
+/// made shareable once.
+///
+/// A fan-out applies one message to every subscriber on the thread. Each cache that
+/// takes a row in holds the pool's `Arc` of it rather than a copy: the copy and its
+/// allocation go, and so does a cache miss per subscriber, since the next message's
+/// delete compares against (and drops) one row that every cache shares, hot after the
+/// first, instead of a copy of its own. Rows are found by address: they are borrowed
+/// from messages that outlive the pool, so an address cannot be reused while it lives.
+#[derive(Default)]
+pub struct RowPool<'a> {
+    rows: SmallVec<[(&'a Row, Arc<Row>); 2]>,
+    /// Positions in `rows` by address, built once `rows` grows past [`SCAN_MAX`].
+    index: Option<HashMap<usize, usize>>,
+}
+
+impl<'a> RowPool<'a> {
+    /// The shared copy of `row`, made on its first request.
+    fn get(&mut self, row: &'a Row) -> Arc<Row> {
+        let addr = std::ptr::from_ref(row).addr();
+        let found = match &self.index {
+            Some(index) => index.get(&addr).copied(),
+            None => self.rows.iter().position(|(r, _)| std::ptr::eq(*r, row)),
+        };
+        if let Some(i) = found {
+            return self.rows[i].1.clone();
+        }
+        let shared = Arc::new(row.clone());
+        self.rows.push((row, shared.clone()));
+        let at = self.rows.len() - 1;
+        match &mut self.index {
+            Some(index) => {
+                index.insert(addr, at);
+            }
+            None if self.rows.len() > SCAN_MAX => {
+                self.index = Some(
+                    self.rows
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (r, _))| (std::ptr::from_ref(*r).addr(), i))
+                        .collect(),
+                );
+            }
+            None => {}
+        }
+        shared
+    }
 }
 
 /// Past this many touched rows, first-touch checks use a hash table instead of a scan.
@@ -323,7 +375,7 @@ impl ClientCache {
     /// The rows of `table` in the cache.
     pub fn rows(&self, table: &str) -> Vec<Row> {
         self.table(table)
-            .map(|t| t.rows.iter().map(|(r, _)| r.clone()).collect())
+            .map(|t| t.rows.iter().map(|(r, _)| Row::clone(r)).collect())
             .unwrap_or_default()
     }
 
@@ -336,6 +388,7 @@ impl ClientCache {
     fn add<'a>(
         &mut self,
         touched: &mut Touched<'a>,
+        pool: &mut RowPool<'a>,
         qs: QuerySetId,
         ti: usize,
         row: &'a Row,
@@ -345,7 +398,11 @@ impl ClientCache {
             rows, hasher, pk, ..
         } = &mut self.tables[ti];
         let hash = row_hash(hasher, *pk, row);
-        let entry = rows.entry(hash, |(r, _)| r == row, |(r, _)| row_hash(hasher, *pk, r));
+        let entry = rows.entry(
+            hash,
+            |(r, _)| **r == *row,
+            |(r, _)| row_hash(hasher, *pk, r),
+        );
         let mut occupied = match entry {
             Entry::Occupied(o) => o,
             Entry::Vacant(v) if n > 0 => {
@@ -356,7 +413,7 @@ impl ClientCache {
                     total: n,
                     sets: smallvec::smallvec![(qs, n)],
                 };
-                v.insert((row.clone(), held));
+                v.insert((pool.get(row), held));
                 return;
             }
             // Removing what is not held changes nothing (the server never does it).
@@ -404,15 +461,26 @@ impl ClientCache {
         &mut self,
         updates: impl IntoIterator<Item = (QuerySetId, &'a TableUpdate)>,
     ) -> Changes<'a> {
+        self.apply_pooled(updates, &mut RowPool::default())
+    }
+
+    /// [`ClientCache::apply`], sharing the rows it takes in through `pool` with the other
+    /// caches applying the same message.
+    pub fn apply_pooled<'a>(
+        &mut self,
+        updates: impl IntoIterator<Item = (QuerySetId, &'a TableUpdate)>,
+        pool: &mut RowPool<'a>,
+    ) -> Changes<'a> {
         let mut touched = Touched::default();
         let updates: SmallVec<[(QuerySetId, &TableUpdate); 2]> = updates.into_iter().collect();
-        self.apply_into(&mut touched, &updates);
+        self.apply_into(&mut touched, pool, &updates);
         self.changes(touched)
     }
 
     fn apply_into<'a>(
         &mut self,
         touched: &mut Touched<'a>,
+        pool: &mut RowPool<'a>,
         updates: &[(QuerySetId, &'a TableUpdate)],
     ) {
         // Inserts first, so a row moving between query sets never drops to zero.
@@ -429,7 +497,7 @@ impl ClientCache {
                         self.note_set_table(*qs, ti);
                     }
                     for r in inserts {
-                        self.add(touched, *qs, ti, r, 1);
+                        self.add(touched, pool, *qs, ti, r, 1);
                     }
                 }
                 TableRows::Event { events } => {
@@ -452,7 +520,7 @@ impl ClientCache {
                     continue;
                 };
                 for r in deletes {
-                    self.add(touched, *qs, ti, r, -1);
+                    self.add(touched, pool, *qs, ti, r, -1);
                 }
             }
         }
@@ -460,7 +528,7 @@ impl ClientCache {
 
     /// Takes every reference of set `qs` out of the per-set counts, leaving the totals:
     /// `(table, row, references)`.
-    fn detach(&mut self, qs: QuerySetId) -> Vec<(usize, Row, usize)> {
+    fn detach(&mut self, qs: QuerySetId) -> Vec<(usize, Arc<Row>, usize)> {
         self.last_noted = None;
         let mut out = Vec::new();
         for ti in self.sets.remove(&qs).unwrap_or_default() {
@@ -497,20 +565,22 @@ impl ClientCache {
         // The new rows go in before the old ones leave, as in `apply`.
         let updates: Vec<(QuerySetId, &TableUpdate)> =
             tables.into_iter().map(|t| (qs, t)).collect();
-        self.apply_into(&mut touched, &updates);
+        self.apply_into(&mut touched, &mut RowPool::default(), &updates);
         self.release(&mut touched, old);
         self.changes(touched)
     }
 
     /// Takes detached references out of the totals.
-    fn release<'a>(&mut self, touched: &mut Touched<'a>, old: Vec<(usize, Row, usize)>) {
+    fn release<'a>(&mut self, touched: &mut Touched<'a>, old: Vec<(usize, Arc<Row>, usize)>) {
         for (ti, row, n) in old {
             let table = &mut self.tables[ti];
             let hash = table.hash(&row);
-            let Ok(mut occupied) = table.rows.find_entry(hash, |(r, _)| *r == row) else {
+            let Ok(mut occupied) = table.rows.find_entry(hash, |(r, _)| Arc::ptr_eq(r, &row))
+            else {
                 continue;
             };
             let held = &mut occupied.get_mut().1;
+            let row = Arc::unwrap_or_clone(row);
             let at = touched.touch(ti, Cow::Owned(row), hash, held.total);
             held.total = held.total.saturating_sub(n);
             touched.rows[at].after = held.total;
@@ -682,6 +752,54 @@ mod tests {
         assert_eq!(c.count("p"), 1);
         assert_eq!(owned(&c.remove_set(2)[0].1.deletes), vec![row![1u64, 1u32]]);
         assert_eq!(c.count("p"), 0);
+    }
+
+    #[test]
+    fn caches_applying_one_message_through_a_pool_share_its_rows() {
+        let (mut a, mut b) = (cache(), cache());
+        // Past the pool's scan limit, so its address index is used as well.
+        let many: Vec<Row> = (0..40u64).map(|k| row![k, 1u32]).collect();
+        let first = upd("p", many.clone(), vec![]);
+        let mut pool = RowPool::default();
+        for c in [&mut a, &mut b] {
+            assert_eq!(
+                c.apply_pooled([(1, &first)], &mut pool)[0].1.inserts.len(),
+                40
+            );
+        }
+        assert_eq!(
+            pool.rows.len(),
+            40,
+            "one shared copy per row, not per cache"
+        );
+        for (_, shared) in &pool.rows {
+            assert_eq!(
+                Arc::strong_count(shared),
+                3,
+                "held by the pool and both caches"
+            );
+        }
+        let old = pool.rows[0].1.clone();
+        drop(pool);
+        // The next message updates row 0 in both caches through a pool of its own.
+        let next = upd("p", vec![row![0u64, 2u32]], vec![row![0u64, 1u32]]);
+        let mut pool = RowPool::default();
+        for c in [&mut a, &mut b] {
+            let ch = c.apply_pooled([(1, &next)], &mut pool);
+            assert_eq!(
+                owned_pairs(&ch[0].1.updates),
+                vec![(row![0u64, 1u32], row![0u64, 2u32])]
+            );
+            assert_eq!(c.count("p"), 40);
+        }
+        assert_eq!(Arc::strong_count(&old), 1, "both caches let the old row go");
+        let mut expected = many;
+        expected[0] = row![0u64, 2u32];
+        for c in [&a, &b] {
+            let mut rows = c.rows("p");
+            rows.sort();
+            assert_eq!(rows, expected);
+        }
     }
 
     #[test]

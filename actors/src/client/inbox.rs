@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use hashbrown::HashMap;
 use parking_lot::{Mutex, ReentrantMutex};
 
+use super::cache::RowPool;
 use super::link::Link;
 use super::{ConnInner, ConnectOptions, DbConnection};
 use crate::inbox::{InboxQueue, Item};
@@ -176,9 +177,11 @@ impl Inbox {
                         })
                         .collect()
                 };
+                // Every connection here applies one of the batch's few messages.
+                let mut pool = RowPool::default();
                 for (conn, m) in &conns {
                     if let Some(message) = batch.messages.get(*m as usize) {
-                        conn.process_message(message, &conn.inner.link.queue());
+                        conn.process_message(message, &conn.inner.link.queue(), &mut pool);
                     }
                 }
                 conns.len()
@@ -193,7 +196,11 @@ impl Inbox {
                 for (_, weak) in conns {
                     if let Some(inner) = weak.upgrade() {
                         let conn = DbConnection { inner };
-                        conn.process_message(&message, &conn.inner.link.queue());
+                        conn.process_message(
+                            &message,
+                            &conn.inner.link.queue(),
+                            &mut RowPool::default(),
+                        );
                         n += 1;
                     }
                 }

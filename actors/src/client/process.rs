@@ -5,7 +5,7 @@
 use tidings_engine::Timestamp;
 use tidings_engine::commitlog::Durable;
 
-use super::cache::Changes;
+use super::cache::{Changes, RowPool};
 use super::{DbConnection, Event, EventContext, PendingCall};
 use crate::messages::{
     Envelope, Protocol, ReducerOutcome, ReducerStatus, RequestId, ServerMessage,
@@ -24,12 +24,19 @@ impl DbConnection {
     /// Applies one message from `queue` and runs its callbacks.
     pub(super) fn process(&self, env: Envelope, queue: &SessionQueue) {
         wait_durable(env.durable.as_ref());
-        self.process_message(&env.message, queue);
+        self.process_message(&env.message, queue, &mut RowPool::default());
     }
 
     /// Applies one message, already durable where that matters, and runs its
-    /// callbacks; `queue` is the connection's own (closed by `Disconnected`).
-    pub(super) fn process_message(&self, message: &ServerMessage, queue: &SessionQueue) {
+    /// callbacks; `queue` is the connection's own (closed by `Disconnected`). The rows
+    /// the cache takes in are shared through `pool` with the other connections the
+    /// caller applies the same message to.
+    pub(super) fn process_message<'m>(
+        &self,
+        message: &'m ServerMessage,
+        queue: &SessionQueue,
+        pool: &mut RowPool<'m>,
+    ) {
         match message {
             ServerMessage::InitialConnection { .. } => {}
             ServerMessage::SubscribeApplied {
@@ -50,7 +57,7 @@ impl DbConnection {
                     self.inner
                         .cache
                         .write()
-                        .apply(tables.iter().map(|t| (*query_set_id, t)))
+                        .apply_pooled(tables.iter().map(|t| (*query_set_id, t)), pool)
                 };
                 let ctx = self.ctx(Event::SubscribeApplied {
                     query_set_id: *query_set_id,
@@ -131,7 +138,7 @@ impl DbConnection {
             }
             ServerMessage::TransactionUpdate(u) => {
                 self.saw_offset(u.tx_offset);
-                let changes = self.apply_sets(&u.query_sets);
+                let changes = self.apply_sets(&u.query_sets, pool);
                 // v1 has no reducer result: the caller's own update carries its call
                 // (others see it emptied, without a name).
                 let own = match (&u.reducer_event, self.inner.link.protocol()) {
@@ -186,7 +193,7 @@ impl DbConnection {
                     ReducerOutcome::Ok { value, update } => (
                         ReducerStatus::Committed(value.clone()),
                         Ok(value.clone()),
-                        self.apply_sets(&update.query_sets),
+                        self.apply_sets(&update.query_sets, pool),
                     ),
                     ReducerOutcome::Err(e) => (
                         ReducerStatus::Failed(e.clone()),
@@ -231,11 +238,15 @@ impl DbConnection {
         }
     }
 
-    fn apply_sets<'a>(&self, sets: &'a [crate::messages::QuerySetUpdate]) -> Changes<'a> {
+    fn apply_sets<'a>(
+        &self,
+        sets: &'a [crate::messages::QuerySetUpdate],
+        pool: &mut RowPool<'a>,
+    ) -> Changes<'a> {
         let pairs = sets
             .iter()
             .flat_map(|s| s.tables.iter().map(move |t| (s.query_set_id, t)));
-        self.inner.cache.write().apply(pairs)
+        self.inner.cache.write().apply_pooled(pairs, pool)
     }
 
     /// Runs the callbacks for `changes`, with the cache unlocked.
