@@ -11,7 +11,7 @@
 //! the tables it contributed to. Applying a message allocates little: every connection
 //! of a fan-out applies the same message, so its cost is paid once per subscriber. For
 //! the same reason the connections an application thread drives share the rows they
-//! take in from one message (a [`RowPool`]), and a table with a primary key hashes its
+//! take in from one update (a [`RowPool`]), and a table with a primary key hashes its
 //! rows by that key, so an update's two rows sit together.
 //!
 //! A transaction is applied inserts first, then deletes, and only the net 0 <-> 1
@@ -29,6 +29,7 @@ use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use smallvec::SmallVec;
 use tidings_engine::{Row, Schema, TableSchema};
 
+use super::pool::RowPool;
 use crate::messages::{QuerySetId, TableRows, TableUpdate};
 
 /// What one applied message changed in one table, as callbacks will report it.
@@ -120,55 +121,6 @@ pub struct ClientCache {
     sets: HashMap<QuerySetId, SmallVec<[usize; 2]>>,
     /// The (set, table) pair last noted in `sets`.
     last_noted: Option<(QuerySetId, usize)>,
-}
-
-/// The rows of the messages one application thread is applying to many caches, each
-/// made shareable once.
-///
-/// A fan-out applies one message to every subscriber on the thread. Each cache that
-/// takes a row in holds the pool's `Arc` of it rather than a copy: the copy and its
-/// allocation go, and so does a cache miss per subscriber, since the next message's
-/// delete compares against (and drops) one row that every cache shares, hot after the
-/// first, instead of a copy of its own. Rows are found by address: they are borrowed
-/// from messages that outlive the pool, so an address cannot be reused while it lives.
-#[derive(Default)]
-pub struct RowPool<'a> {
-    rows: SmallVec<[(&'a Row, Arc<Row>); 2]>,
-    /// Positions in `rows` by address, built once `rows` grows past [`SCAN_MAX`].
-    index: Option<HashMap<usize, usize>>,
-}
-
-impl<'a> RowPool<'a> {
-    /// The shared copy of `row`, made on its first request.
-    fn get(&mut self, row: &'a Row) -> Arc<Row> {
-        let addr = std::ptr::from_ref(row).addr();
-        let found = match &self.index {
-            Some(index) => index.get(&addr).copied(),
-            None => self.rows.iter().position(|(r, _)| std::ptr::eq(*r, row)),
-        };
-        if let Some(i) = found {
-            return self.rows[i].1.clone();
-        }
-        let shared = Arc::new(row.clone());
-        self.rows.push((row, shared.clone()));
-        let at = self.rows.len() - 1;
-        match &mut self.index {
-            Some(index) => {
-                index.insert(addr, at);
-            }
-            None if self.rows.len() > SCAN_MAX => {
-                self.index = Some(
-                    self.rows
-                        .iter()
-                        .enumerate()
-                        .map(|(i, (r, _))| (std::ptr::from_ref(*r).addr(), i))
-                        .collect(),
-                );
-            }
-            None => {}
-        }
-        shared
-    }
 }
 
 /// Past this many touched rows, first-touch checks use a hash table instead of a scan.
@@ -388,11 +340,11 @@ impl ClientCache {
     fn add<'a>(
         &mut self,
         touched: &mut Touched<'a>,
-        pool: &mut RowPool<'a>,
         qs: QuerySetId,
         ti: usize,
         row: &'a Row,
         n: isize,
+        shared: impl FnOnce() -> Arc<Row>,
     ) {
         let TableCache {
             rows, hasher, pk, ..
@@ -413,7 +365,7 @@ impl ClientCache {
                     total: n,
                     sets: smallvec::smallvec![(qs, n)],
                 };
-                v.insert((pool.get(row), held));
+                v.insert((shared(), held));
                 return;
             }
             // Removing what is not held changes nothing (the server never does it).
@@ -469,7 +421,7 @@ impl ClientCache {
     pub fn apply_pooled<'a>(
         &mut self,
         updates: impl IntoIterator<Item = (QuerySetId, &'a TableUpdate)>,
-        pool: &mut RowPool<'a>,
+        pool: &mut RowPool,
     ) -> Changes<'a> {
         let mut touched = Touched::default();
         let updates: SmallVec<[(QuerySetId, &TableUpdate); 2]> = updates.into_iter().collect();
@@ -480,7 +432,7 @@ impl ClientCache {
     fn apply_into<'a>(
         &mut self,
         touched: &mut Touched<'a>,
-        pool: &mut RowPool<'a>,
+        pool: &mut RowPool,
         updates: &[(QuerySetId, &'a TableUpdate)],
     ) {
         // Inserts first, so a row moving between query sets never drops to zero.
@@ -496,8 +448,8 @@ impl ClientCache {
                     if !inserts.is_empty() {
                         self.note_set_table(*qs, ti);
                     }
-                    for r in inserts {
-                        self.add(touched, pool, *qs, ti, r, 1);
+                    for (i, r) in inserts.iter().enumerate() {
+                        self.add(touched, *qs, ti, r, 1, || pool.get(&u.rows, i, r));
                     }
                 }
                 TableRows::Event { events } => {
@@ -520,7 +472,8 @@ impl ClientCache {
                     continue;
                 };
                 for r in deletes {
-                    self.add(touched, pool, *qs, ti, r, -1);
+                    // A delete never takes a row in.
+                    self.add(touched, *qs, ti, r, -1, || Arc::new(r.clone()));
                 }
             }
         }
@@ -755,9 +708,8 @@ mod tests {
     }
 
     #[test]
-    fn caches_applying_one_message_through_a_pool_share_its_rows() {
+    fn caches_applying_one_update_through_a_pool_share_its_rows() {
         let (mut a, mut b) = (cache(), cache());
-        // Past the pool's scan limit, so its address index is used as well.
         let many: Vec<Row> = (0..40u64).map(|k| row![k, 1u32]).collect();
         let first = upd("p", many.clone(), vec![]);
         let mut pool = RowPool::default();
@@ -767,23 +719,29 @@ mod tests {
                 40
             );
         }
-        assert_eq!(
-            pool.rows.len(),
-            40,
-            "one shared copy per row, not per cache"
-        );
-        for (_, shared) in &pool.rows {
+        let shared = pool.shared(&first.rows);
+        assert_eq!(shared.len(), 40, "one shared copy per row, not per cache");
+        for row in &shared {
             assert_eq!(
-                Arc::strong_count(shared),
-                3,
-                "held by the pool and both caches"
+                Arc::strong_count(row),
+                4,
+                "held by the pool, both caches and this list"
             );
         }
-        let old = pool.rows[0].1.clone();
-        drop(pool);
-        // The next message updates row 0 in both caches through a pool of its own.
+        let old = shared[0].clone();
+        drop(shared);
+        // The update is still referenced (by `first`), so the pool keeps its rows.
+        pool.trim();
+        assert_eq!(pool.shared(&first.rows).len(), 40);
+        drop(first);
+        pool.trim();
+        assert_eq!(
+            Arc::strong_count(&old),
+            3,
+            "the pool let go of an update nobody holds"
+        );
+        // The next update changes row 0 in both caches.
         let next = upd("p", vec![row![0u64, 2u32]], vec![row![0u64, 1u32]]);
-        let mut pool = RowPool::default();
         for c in [&mut a, &mut b] {
             let ch = c.apply_pooled([(1, &next)], &mut pool);
             assert_eq!(

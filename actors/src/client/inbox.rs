@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use hashbrown::HashMap;
 use parking_lot::{Mutex, ReentrantMutex};
 
-use super::cache::RowPool;
 use super::link::Link;
+use super::pool::RowPool;
 use super::{ConnInner, ConnectOptions, DbConnection};
 use crate::inbox::{InboxQueue, Item};
 use crate::messages::{ConnectionId, ServerMessage};
@@ -31,6 +31,9 @@ struct Shared {
     /// Held while items are processed: two threads draining one inbox at once would
     /// reorder a connection's messages. Reentrant, so a callback may drive the inbox.
     turn: ReentrantMutex<()>,
+    /// The rows the inbox's connections share, kept across items: the snapshot of a
+    /// query comes to each of its subscribers as an item of its own.
+    pool: Mutex<RowPool>,
 }
 
 /// An application thread's inbox: connections made through it share one queue and are
@@ -57,6 +60,7 @@ impl Inbox {
                 queue,
                 conns: Mutex::new(HashMap::new()),
                 turn: ReentrantMutex::new(()),
+                pool: Mutex::new(RowPool::default()),
             }),
         }
     }
@@ -151,11 +155,22 @@ impl Inbox {
     }
 
     fn process(&self, item: Item) -> usize {
+        // Taken out for the item, so that a callback driving the inbox (the turn is
+        // reentrant) finds an empty pool rather than a held lock; what that nested turn
+        // shared is then dropped, which costs sharing, never correctness.
+        let mut pool = std::mem::take(&mut *self.shared.pool.lock());
+        let n = self.process_pooled(item, &mut pool);
+        pool.trim();
+        *self.shared.pool.lock() = pool;
+        n
+    }
+
+    fn process_pooled(&self, item: Item, pool: &mut RowPool) -> usize {
         match item {
             Item::One(connection, envelope) => {
                 let ends = matches!(&*envelope.message, ServerMessage::Disconnected { .. });
                 if let Some(conn) = self.conn(connection) {
-                    conn.process(envelope, &conn.inner.link.queue());
+                    conn.process(envelope, &conn.inner.link.queue(), pool);
                 }
                 if ends {
                     self.forget(connection);
@@ -177,11 +192,9 @@ impl Inbox {
                         })
                         .collect()
                 };
-                // Every connection here applies one of the batch's few messages.
-                let mut pool = RowPool::default();
                 for (conn, m) in &conns {
                     if let Some(message) = batch.messages.get(*m as usize) {
-                        conn.process_message(message, &conn.inner.link.queue(), &mut pool);
+                        conn.process_message(message, &conn.inner.link.queue(), pool);
                     }
                 }
                 conns.len()
@@ -196,11 +209,7 @@ impl Inbox {
                 for (_, weak) in conns {
                     if let Some(inner) = weak.upgrade() {
                         let conn = DbConnection { inner };
-                        conn.process_message(
-                            &message,
-                            &conn.inner.link.queue(),
-                            &mut RowPool::default(),
-                        );
+                        conn.process_message(&message, &conn.inner.link.queue(), pool);
                         n += 1;
                     }
                 }

@@ -5,7 +5,8 @@
 use tidings_engine::Timestamp;
 use tidings_engine::commitlog::Durable;
 
-use super::cache::{Changes, RowPool};
+use super::cache::Changes;
+use super::pool::RowPool;
 use super::{DbConnection, Event, EventContext, PendingCall};
 use crate::messages::{
     Envelope, Protocol, ReducerOutcome, ReducerStatus, RequestId, ServerMessage,
@@ -22,20 +23,20 @@ impl DbConnection {
     }
 
     /// Applies one message from `queue` and runs its callbacks.
-    pub(super) fn process(&self, env: Envelope, queue: &SessionQueue) {
+    pub(super) fn process(&self, env: Envelope, queue: &SessionQueue, pool: &mut RowPool) {
         wait_durable(env.durable.as_ref());
-        self.process_message(&env.message, queue, &mut RowPool::default());
+        self.process_message(&env.message, queue, pool);
     }
 
     /// Applies one message, already durable where that matters, and runs its
     /// callbacks; `queue` is the connection's own (closed by `Disconnected`). The rows
     /// the cache takes in are shared through `pool` with the other connections the
     /// caller applies the same message to.
-    pub(super) fn process_message<'m>(
+    pub(super) fn process_message(
         &self,
-        message: &'m ServerMessage,
+        message: &ServerMessage,
         queue: &SessionQueue,
-        pool: &mut RowPool<'m>,
+        pool: &mut RowPool,
     ) {
         match message {
             ServerMessage::InitialConnection { .. } => {}
@@ -241,7 +242,7 @@ impl DbConnection {
     fn apply_sets<'a>(
         &self,
         sets: &'a [crate::messages::QuerySetUpdate],
-        pool: &mut RowPool<'a>,
+        pool: &mut RowPool,
     ) -> Changes<'a> {
         let pairs = sets
             .iter()
