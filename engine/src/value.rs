@@ -517,8 +517,35 @@ impl PartialEq for ValueRef<'_> {
 }
 
 impl PartialEq for Value {
+    /// Equal exactly when [`Ord::cmp`] says so, without building the two [`ValueRef`]s:
+    /// every cached row a client applies is compared this way, value by value.
+    #[inline]
     fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
+        use Value::*;
+        match (self, other) {
+            (Null, Null) => true,
+            (Bool(a), Bool(b)) => a == b,
+            (U8(a), U8(b)) => a == b,
+            (U16(a), U16(b)) => a == b,
+            (U32(a), U32(b)) => a == b,
+            (U64(a), U64(b)) => a == b,
+            (U128(a), U128(b)) => a == b,
+            (I8(a), I8(b)) => a == b,
+            (I16(a), I16(b)) => a == b,
+            (I32(a), I32(b)) => a == b,
+            (I64(a), I64(b)) => a == b,
+            (I128(a), I128(b)) => a == b,
+            // As in the order: bit-level total order, not IEEE equality.
+            (F32(a), F32(b)) => a.total_cmp(b).is_eq(),
+            (F64(a), F64(b)) => a.total_cmp(b).is_eq(),
+            (String(a), String(b)) => a == b,
+            (Bytes(a), Bytes(b)) => a == b,
+            (Identity(a), Identity(b)) => a == b,
+            (Timestamp(a), Timestamp(b)) => a == b,
+            (Enum(a), Enum(b)) => a == b,
+            // Every kind has a rank of its own: values of two kinds are never equal.
+            _ => false,
+        }
     }
 }
 
@@ -656,6 +683,42 @@ mod tests {
         assert_eq!(Value::Null.sql_cmp(&Value::Null), None);
         assert_eq!(Value::U8(1).sql_cmp(&Value::Null), None);
         assert_eq!(Value::U8(1).sql_cmp(&Value::U8(2)), Some(Ordering::Less));
+    }
+
+    fn any_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        // Few distinct payloads per kind, so that equal pairs come up often.
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            (0u8..3).prop_map(Value::U8),
+            (0u16..3).prop_map(Value::U16),
+            (0u32..3).prop_map(Value::U32),
+            (0u64..3).prop_map(Value::U64),
+            (0u128..3).prop_map(Value::U128),
+            (-1i8..2).prop_map(Value::I8),
+            (-1i16..2).prop_map(Value::I16),
+            (-1i32..2).prop_map(Value::I32),
+            (-1i64..2).prop_map(Value::I64),
+            (-1i128..2).prop_map(Value::I128),
+            prop_oneof![Just(0.0f32), Just(1.5), Just(-2.0)].prop_map(Value::F32),
+            prop_oneof![Just(0.0f64), Just(1.5), Just(-2.0)].prop_map(Value::F64),
+            "[ab]{0,2}".prop_map(|s| Value::String(s.into())),
+            proptest::collection::vec(0u8..2, 0..3).prop_map(|b| Value::Bytes(b.into())),
+            (0u8..2).prop_map(|b| Value::Identity(Box::new(Identity([b; 32])))),
+            (0i64..2).prop_map(|t| Value::Timestamp(Timestamp(t))),
+            (0u8..3).prop_map(Value::Enum),
+        ]
+    }
+
+    proptest::proptest! {
+        /// `==` is the order's equality, for every pair of kinds.
+        #[test]
+        fn equality_agrees_with_the_order(a in any_value(), b in any_value()) {
+            proptest::prop_assert_eq!(a == b, a.cmp(&b) == Ordering::Equal);
+            let same = a.clone();
+            proptest::prop_assert!(a == same);
+        }
     }
 
     #[test]

@@ -29,7 +29,7 @@ use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use smallvec::SmallVec;
 use tidings_engine::{Row, Schema, TableSchema};
 
-use super::pool::RowPool;
+use super::pool::{RowPool, shared_row};
 use crate::messages::{QuerySetId, TableRows, TableUpdate};
 
 /// What one applied message changed in one table, as callbacks will report it.
@@ -135,6 +135,17 @@ struct TouchedRow<'a> {
     after: usize,
 }
 
+impl TouchedRow<'_> {
+    /// The row's key in [`Touched::index`].
+    fn key(&self) -> u64 {
+        Self::key_of(self.table, self.hash)
+    }
+
+    fn key_of(table: usize, hash: u64) -> u64 {
+        hash ^ table as u64
+    }
+}
+
 /// What one message touched, in first-touch order.
 #[derive(Default)]
 struct Touched<'a> {
@@ -232,11 +243,31 @@ impl<'a> EventOrder<'a> {
     }
 }
 
+/// An index of `rows` by (table, row hash), with room for `capacity`.
+fn index_of(rows: &[TouchedRow<'_>], capacity: usize) -> HashTable<usize> {
+    let key = |i: &usize| rows[*i].key();
+    let mut index = HashTable::with_capacity(capacity.max(rows.len()));
+    for i in 0..rows.len() {
+        index.insert_unique(key(&i), i, key);
+    }
+    index
+}
+
 impl<'a> Touched<'a> {
+    /// Makes room for `n` more rows at once, rather than growing (and rehashing the
+    /// index) as they come: every subscriber of a fan-out touches the same rows.
+    fn reserve(&mut self, n: usize) {
+        self.rows.reserve(n);
+        let total = self.rows.len() + n;
+        if self.index.is_none() && total > SCAN_MAX {
+            self.index = Some(index_of(&self.rows, total));
+        }
+    }
+
     /// The position of `row` of `table` (hashed `hash`), recorded with its count before
     /// any change when first touched.
     fn touch(&mut self, table: usize, row: Cow<'a, Row>, hash: u64, before: usize) -> usize {
-        let key = hash ^ table as u64;
+        let key = TouchedRow::key_of(table, hash);
         let Touched { rows, index, .. } = self;
         let same = |t: &TouchedRow<'_>| t.hash == hash && t.table == table && *t.row == *row;
         match index {
@@ -259,18 +290,12 @@ impl<'a> Touched<'a> {
             before,
             after: before,
         });
-        let rehash = |i: &usize| rows[*i].hash ^ rows[*i].table as u64;
+        let rehash = |i: &usize| rows[*i].key();
         match index {
             Some(index) => {
                 index.insert_unique(key, at, rehash);
             }
-            None if rows.len() > SCAN_MAX => {
-                let mut built = HashTable::with_capacity(rows.len() * 2);
-                for i in 0..rows.len() {
-                    built.insert_unique(rehash(&i), i, rehash);
-                }
-                *index = Some(built);
-            }
+            None if rows.len() > SCAN_MAX => *index = Some(index_of(rows, rows.len() * 2)),
             None => {}
         }
         at
@@ -435,6 +460,7 @@ impl ClientCache {
         pool: &mut RowPool,
         updates: &[(QuerySetId, &'a TableUpdate)],
     ) {
+        touched.reserve(updates.iter().map(|(_, u)| u.rows.len()).sum());
         // Inserts first, so a row moving between query sets never drops to zero.
         for (qs, u) in updates {
             match &*u.rows {
@@ -448,8 +474,12 @@ impl ClientCache {
                     if !inserts.is_empty() {
                         self.note_set_table(*qs, ti);
                     }
+                    if inserts.is_empty() {
+                        continue;
+                    }
+                    let slots = pool.update(&u.rows);
                     for (i, r) in inserts.iter().enumerate() {
-                        self.add(touched, *qs, ti, r, 1, || pool.get(&u.rows, i, r));
+                        self.add(touched, *qs, ti, r, 1, || shared_row(slots, i, r));
                     }
                 }
                 TableRows::Event { events } => {

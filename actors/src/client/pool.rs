@@ -36,20 +36,17 @@ struct Update {
 }
 
 impl RowPool {
-    /// The shared copy of `row`, insert number `i` of `rows`.
-    pub(crate) fn get(&mut self, rows: &Arc<TableRows>, i: usize, row: &Row) -> Arc<Row> {
-        let update = self
+    /// The shared copies of the inserts of `rows`, by position, made so far; see
+    /// [`shared_row`].
+    pub(crate) fn update(&mut self, rows: &Arc<TableRows>) -> &mut [Option<Arc<Row>>] {
+        &mut self
             .updates
             .entry(Arc::as_ptr(rows).addr())
             .or_insert_with(|| Update {
                 rows: rows.clone(),
                 shared: vec![None; inserts(rows)],
-            });
-        match update.shared.get_mut(i) {
-            Some(slot) => slot.get_or_insert_with(|| Arc::new(row.clone())).clone(),
-            // Not one of the update's inserts (callers do not do this): a copy of its own.
-            None => Arc::new(row.clone()),
-        }
+            })
+            .shared
     }
 
     /// Lets go of the updates that only the pool still holds.
@@ -64,6 +61,16 @@ impl RowPool {
             .get(&Arc::as_ptr(rows).addr())
             .map(|u| u.shared.iter().flatten().cloned().collect())
             .unwrap_or_default()
+    }
+}
+
+/// The shared copy of `row`, insert number `i` of an update whose copies are `slots`
+/// (from [`RowPool::update`]), made on first request.
+pub(crate) fn shared_row(slots: &mut [Option<Arc<Row>>], i: usize, row: &Row) -> Arc<Row> {
+    match slots.get_mut(i) {
+        Some(slot) => slot.get_or_insert_with(|| Arc::new(row.clone())).clone(),
+        // Not one of the update's inserts (callers do not do this): a copy of its own.
+        None => Arc::new(row.clone()),
     }
 }
 
