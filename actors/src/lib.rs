@@ -16,13 +16,15 @@
 //!    connections made through an application thread's [`Inbox`] share one queue
 //!    ([`inbox`]): a commit is one batch per inbox, not one message per connection.
 //! 5. [`client`]: the SDK drains its queue (or its thread's inbox), applies whole
-//!    transactions to its cache and runs callbacks on the application's thread. The same [`DbConnection`] also runs in
-//!    another process, over a WebSocket ([`client::remote`]), decoding frames into the
-//!    same messages before the same processing code.
+//!    transactions to its cache and runs callbacks on the application's thread; the
+//!    connections of an inbox share the rows they cache from each update
+//!    ([`client::pool`]). The same [`DbConnection`] also runs in another process, over a
+//!    WebSocket ([`client::remote`]), decoding frames into the same messages before the
+//!    same processing code.
 //!
 //! [`server`] serves WebSocket sessions and the HTTP API over [`session`]s, encoding
-//! with [`wire`]. [`messages`] holds the protocol values (v1 and v2), [`system`] starts everything
-//! ([`Tidings`]), [`metrics`] counts. Read [`Tidings`], [`DbConnection`] and
+//! with [`wire`]. [`messages`] holds the protocol values (v1 and v2), [`system`] starts
+//! everything ([`Tidings`]), [`metrics`] counts. Read [`Tidings`], [`DbConnection`] and
 //! [`manager::SubscriptionManager`] first.
 //!
 //! Shutdown runs the same way down the flow ([`Tidings::shutdown_gracefully`]): refuse new
