@@ -438,7 +438,7 @@ impl ClientCache {
         &mut self,
         updates: impl IntoIterator<Item = (QuerySetId, &'a TableUpdate)>,
     ) -> Changes<'a> {
-        self.apply_pooled(updates, &mut RowPool::default())
+        self.apply_pooled(updates, &mut RowPool::alone())
     }
 
     /// [`ClientCache::apply`], sharing the rows it takes in through `pool` with the other
@@ -548,7 +548,7 @@ impl ClientCache {
         // The new rows go in before the old ones leave, as in `apply`.
         let updates: Vec<(QuerySetId, &TableUpdate)> =
             tables.into_iter().map(|t| (qs, t)).collect();
-        self.apply_into(&mut touched, &mut RowPool::default(), &updates);
+        self.apply_into(&mut touched, &mut RowPool::alone(), &updates);
         self.release(&mut touched, old);
         self.changes(touched)
     }
@@ -781,6 +781,16 @@ mod tests {
             assert_eq!(c.count("p"), 40);
         }
         assert_eq!(Arc::strong_count(&old), 1, "both caches let the old row go");
+        // A pool for one connection alone keeps nothing.
+        let mut alone = RowPool::alone();
+        let third = upd("p", vec![row![41u64, 1u32]], vec![]);
+        a.apply_pooled([(1, &third)], &mut alone);
+        assert!(alone.shared(&third.rows).is_empty());
+        assert_eq!(a.count("p"), 41);
+        a.apply_pooled(
+            [(1, &upd("p", vec![], vec![row![41u64, 1u32]]))],
+            &mut alone,
+        );
         let mut expected = many;
         expected[0] = row![0u64, 2u32];
         for c in [&a, &b] {

@@ -456,7 +456,7 @@ impl DbConnection {
         let queue = self.inner.link.queue();
         let mut n = 0;
         while let Some(env) = queue.try_pop() {
-            self.process(env, &queue, &mut RowPool::default());
+            self.process(env, &queue, &mut RowPool::alone());
             n += 1;
         }
         n
@@ -471,7 +471,7 @@ impl DbConnection {
         let queue = self.inner.link.queue();
         match queue.pop_timeout(timeout) {
             Some(env) => {
-                self.process(env, &queue, &mut RowPool::default());
+                self.process(env, &queue, &mut RowPool::alone());
                 true
             }
             None => false,

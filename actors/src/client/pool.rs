@@ -27,6 +27,10 @@ pub struct RowPool {
     /// Per update (by the address of its rows), the shared copies made so far, by
     /// position in its inserts.
     updates: HashMap<usize, Update>,
+    /// Set for a pool that serves one connection alone: each row is copied as it is
+    /// taken in, with none of the bookkeeping, which only pays for itself when other
+    /// connections take the same rows.
+    alone: bool,
 }
 
 struct Update {
@@ -39,6 +43,9 @@ impl RowPool {
     /// The shared copies of the inserts of `rows`, by position, made so far; see
     /// [`shared_row`].
     pub(crate) fn update(&mut self, rows: &Arc<TableRows>) -> &mut [Option<Arc<Row>>] {
+        if self.alone {
+            return &mut [];
+        }
         &mut self
             .updates
             .entry(Arc::as_ptr(rows).addr())
@@ -47,6 +54,14 @@ impl RowPool {
                 shared: vec![None; inserts(rows)],
             })
             .shared
+    }
+
+    /// A pool for one connection alone: rows are copied, not shared.
+    pub fn alone() -> Self {
+        RowPool {
+            alone: true,
+            ..RowPool::default()
+        }
     }
 
     /// Lets go of the updates that only the pool still holds.
@@ -69,7 +84,7 @@ impl RowPool {
 pub(crate) fn shared_row(slots: &mut [Option<Arc<Row>>], i: usize, row: &Row) -> Arc<Row> {
     match slots.get_mut(i) {
         Some(slot) => slot.get_or_insert_with(|| Arc::new(row.clone())).clone(),
-        // Not one of the update's inserts (callers do not do this): a copy of its own.
+        // A pool for one connection, or not one of the update's inserts: a copy.
         None => Arc::new(row.clone()),
     }
 }
