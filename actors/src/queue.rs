@@ -66,6 +66,15 @@ struct State<T> {
     closed: bool,
 }
 
+impl<T> State<T> {
+    /// Takes the next item, releasing its bytes.
+    fn pop(&mut self) -> Option<T> {
+        let (item, bytes) = self.items.pop_front()?;
+        self.bytes -= bytes;
+        Some(item)
+    }
+}
+
 /// A FIFO of `T` bounded in items and approximate bytes, the bound enforced by the
 /// pusher: the core of a session's queue and of an application thread's inbox
 /// ([`crate::inbox`]).
@@ -168,10 +177,7 @@ impl<T> Metered<T> {
 
     /// Takes the next item, if any.
     pub fn try_pop(&self) -> Option<T> {
-        let mut s = self.state.lock();
-        let (item, bytes) = s.items.pop_front()?;
-        s.bytes -= bytes;
-        Some(item)
+        self.state.lock().pop()
     }
 
     /// Takes the next item, waiting up to `timeout` for one (not after a close).
@@ -179,14 +185,11 @@ impl<T> Metered<T> {
         let deadline = Instant::now() + timeout;
         let mut s = self.state.lock();
         loop {
-            if let Some((item, bytes)) = s.items.pop_front() {
-                s.bytes -= bytes;
+            if let Some(item) = s.pop() {
                 return Some(item);
             }
             if s.closed || self.ready.wait_until(&mut s, deadline).timed_out() {
-                let (item, bytes) = s.items.pop_front()?;
-                s.bytes -= bytes;
-                return Some(item);
+                return s.pop();
             }
         }
     }
@@ -274,7 +277,7 @@ impl SessionQueue {
     /// already known: a fan-out computes it once per distinct message, not per session.
     pub fn push_sized(&self, envelope: Envelope, bytes: usize) -> Pushed {
         let pushed = self.queue.push(envelope, bytes, &SESSION_OVERFLOW);
-        if matches!(pushed, Pushed::QueuedWasEmpty | Pushed::Dropped) {
+        if pushed.wakes() {
             self.hook();
         }
         pushed
