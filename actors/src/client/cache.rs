@@ -80,7 +80,7 @@ struct TableCache {
     /// pointer, never cloned while applying.
     name: Arc<str>,
     schema: Arc<TableSchema>,
-    /// Rows with their counts, hashed by [`TableCache::hash`]: a hash table rather than a
+    /// Rows with their counts, hashed by [`row_hash`]: a hash table rather than a
     /// map so that applying a row hashes it once for its lookup, its insertion or its
     /// removal (every subscriber of a fan-out pays this per row).
     rows: HashTable<(Arc<Row>, Held)>,
@@ -89,22 +89,14 @@ struct TableCache {
     pk: Option<usize>,
 }
 
-impl TableCache {
-    /// A row's hash in `rows`: its primary key's where the table has one, else the whole
-    /// row's.
-    ///
-    /// An update deletes the old row and inserts the new one, and both share their
-    /// primary key, so hashing by it puts them in the same group of the table: applying
-    /// an update misses the cache once instead of twice, and the table is cold in every
-    /// subscriber of a fan-out. Equality is still on the whole row, so two rows with one
-    /// key (the old and the new one, for the moment a message is applied) stay distinct
-    /// entries.
-    fn hash(&self, row: &Row) -> u64 {
-        row_hash(&self.hasher, self.pk, row)
-    }
-}
-
-/// [`TableCache::hash`], for where the table is borrowed in parts.
+/// A row's hash in [`TableCache::rows`]: its primary key's (column `pk`) where the table
+/// has one, else the whole row's.
+///
+/// An update deletes the old row and inserts the new one, and both share their primary
+/// key, so hashing by it puts them in the same group of the table: applying an update
+/// misses the cache once instead of twice, and the table is cold in every subscriber of
+/// a fan-out. Equality is still on the whole row, so two rows with one key (the old and
+/// the new one, for the moment a message is applied) stay distinct entries.
 fn row_hash(hasher: &DefaultHashBuilder, pk: Option<usize>, row: &Row) -> u64 {
     match pk.and_then(|c| row.values().get(c)) {
         Some(key) => hasher.hash_one(key),
@@ -460,7 +452,12 @@ impl ClientCache {
         pool: &mut RowPool,
         updates: &[(QuerySetId, &'a TableUpdate)],
     ) {
-        touched.reserve(updates.iter().map(|(_, u)| u.rows.len()).sum());
+        // Event rows are never touched: they only fire.
+        let persistent = updates
+            .iter()
+            .filter(|(_, u)| matches!(&*u.rows, TableRows::Persistent { .. }))
+            .map(|(_, u)| u.rows.len());
+        touched.reserve(persistent.sum());
         // Inserts first, so a row moving between query sets never drops to zero.
         for (qs, u) in updates {
             match &*u.rows {
@@ -471,12 +468,10 @@ impl ClientCache {
                     if !touched.names.iter().any(|(t, _)| *t == ti) {
                         touched.names.push((ti, &u.table));
                     }
-                    if !inserts.is_empty() {
-                        self.note_set_table(*qs, ti);
-                    }
                     if inserts.is_empty() {
                         continue;
                     }
+                    self.note_set_table(*qs, ti);
                     let slots = pool.update(&u.rows);
                     for (i, r) in inserts.iter().enumerate() {
                         self.add(touched, *qs, ti, r, 1, || shared_row(slots, i, r));
@@ -557,7 +552,7 @@ impl ClientCache {
     fn release<'a>(&mut self, touched: &mut Touched<'a>, old: Vec<(usize, Arc<Row>, usize)>) {
         for (ti, row, n) in old {
             let table = &mut self.tables[ti];
-            let hash = table.hash(&row);
+            let hash = row_hash(&table.hasher, table.pk, &row);
             let Ok(mut occupied) = table.rows.find_entry(hash, |(r, _)| Arc::ptr_eq(r, &row))
             else {
                 continue;
